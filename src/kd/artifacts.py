@@ -1,0 +1,113 @@
+"""Write stage outputs atomically and byte-stably; load them safely.
+
+Two properties DVC needs from every output:
+
+- **Atomic.** A stage that fails or is killed must not leave a half-written model,
+  logits or metrics file that a later step could take for a result. Every writer
+  here writes to a temporary name in the target's folder and renames it into place
+  only when the file is complete.
+- **Byte-stable.** DVC decides what to rerun from file hashes. ``.keras`` archives and
+  ``np.savez`` files embed the time they were written, so identical content would get
+  a new hash on every run and invalidate everything downstream. Archives are rewritten
+  here with fixed timestamps and without ``date_saved``.
+"""
+
+import contextlib
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from kd.errors import ArtifactError
+
+FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; move it onto ``path`` if the block succeeds.
+
+    The temporary name keeps ``path``'s suffix (Keras checks it) and starts with a dot.
+    On any exception, KeyboardInterrupt included, the temporary file is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_json(path, payload):
+    """Write ``payload`` as indented JSON with sorted keys, atomically."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def save_array(path, array):
+    """Save one array as ``.npy`` (whose bytes depend only on the array), atomically."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as file:
+            np.lib.format.write_array(file, np.asarray(array), allow_pickle=False)
+
+
+def load_array(path, what):
+    """Load an ``.npy`` written by :func:`save_array`; ``what`` names it in errors."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ArtifactError(f"{what} {path} is missing; run the stage that writes it") from None
+    except (OSError, ValueError) as error:
+        raise ArtifactError(f"{what} {path} is corrupt or not an .npy array: {error}") from None
+
+
+def save_arrays(path, **arrays):
+    """Save named arrays as an ``.npz`` archive with fixed timestamps, atomically."""
+    with atomic_path(path) as temporary:
+        with zipfile.ZipFile(temporary, "w", zipfile.ZIP_STORED) as archive:
+            for name, array in arrays.items():
+                buffer = io.BytesIO()
+                np.lib.format.write_array(buffer, np.asarray(array), allow_pickle=False)
+                archive.writestr(zipfile.ZipInfo(f"{name}.npy", FIXED_ZIP_TIME), buffer.getvalue())
+
+
+def save_model(model, path):
+    """Save a Keras model to ``path`` (``.keras``) with content-determined bytes, atomically."""
+    path = Path(path)
+    with atomic_path(path) as temporary:
+        keras_archive = temporary.with_name(f".keras-{temporary.name}")
+        try:
+            model.save(keras_archive)
+            _rewrite_stably(keras_archive, temporary)
+        finally:
+            keras_archive.unlink(missing_ok=True)
+
+
+def load_model(path, what="model"):
+    """Load a ``.keras`` model with Keras's safe mode on (no code from the file runs)."""
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{what} {path} is missing; run the stage that trains it")
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a damaged archive
+        raise ArtifactError(f"{what} {path} cannot be loaded (corrupt or not a .keras file): {error}") from None
+
+
+def _rewrite_stably(source, target):
+    """Copy zip ``source`` to ``target`` with fixed timestamps and no ``date_saved``."""
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as stable:
+        for name in sorted(original.namelist()):
+            content = original.read(name)
+            if name == "metadata.json":
+                metadata = json.loads(content)
+                metadata.pop("date_saved", None)
+                content = json.dumps(metadata, sort_keys=True).encode()
+            stable.writestr(zipfile.ZipInfo(name, FIXED_ZIP_TIME), content, zipfile.ZIP_DEFLATED)

@@ -1,0 +1,38 @@
+"""Errors that describe bad input, and the runner that turns them into a clean exit.
+
+An input error (a wrong key in params.yaml, a tampered data file, a missing teacher)
+is the user's to fix, so it is reported as one or two lines naming the key or file,
+what was found and what was expected, never as a traceback. Anything else is a bug
+and keeps its traceback.
+"""
+
+import sys
+
+
+class KdError(Exception):
+    """Base class of errors caused by the user's input, reported without traceback."""
+
+
+class ParamsError(KdError):
+    """params.yaml holds a value that cannot work."""
+
+
+class DataError(KdError):
+    """A data source is missing, corrupt, or not what the models can take."""
+
+
+class ArtifactError(KdError):
+    """A file written by an earlier stage is missing, corrupt or inconsistent."""
+
+
+class TrainingError(KdError):
+    """Training diverged (the loss became NaN or infinite)."""
+
+
+def run_stage(main, argv=None):
+    """Call ``main(argv)``; report a ``KdError`` as ``error: ...`` and exit with status 1."""
+    try:
+        main(argv)
+    except KdError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,249 @@
+"""Load ``params.yaml`` and validate all of it before any work starts.
+
+Every stage calls :func:`load_params`, so a typo anywhere in the file (an unknown key
+such as ``temprature``, a weight outside [0, 1], a teacher that is not a model, a
+cycle in the teacher chain) stops the run with a :class:`~kd.errors.ParamsError`
+naming the key, before data is read or a model trained. Keras-specific checks (does
+this layer class exist?) happen in :mod:`kd.models`, which names the model and layer.
+
+The file's sections:
+
+- ``seed``: one integer that seeds the split, the initial weights, dropout and shuffling.
+- ``data``: ``source``, ``validation_fraction``, ``limit``.
+- ``training``: defaults (``epochs``, ``batch_size``, ``optimizer``) for every model.
+- ``architectures``: named lists of Keras layer configs.
+- ``train``: models trained on the labels alone (the teacher, the scratch control).
+- ``distill``: models that learn from the model named by their ``teacher`` key.
+
+A model entry may override any ``training`` key for itself.
+"""
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from kd.errors import ParamsError
+
+TRAINING_KEYS = ("epochs", "batch_size", "optimizer")
+DISTILL_KEYS = ("teacher", "temperature", "soft_target_weight")
+MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the data comes from and how it is split."""
+
+    source: str
+    validation_fraction: float
+    limit: int | None
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """What a distilled model learns from, and how the two loss terms are weighed."""
+
+    teacher: str
+    temperature: float
+    soft_target_weight: float
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to build and train one model."""
+
+    name: str
+    architecture: str
+    layers: tuple
+    epochs: int
+    batch_size: int
+    optimizer: dict
+    distillation: Distillation | None
+
+    @property
+    def teacher(self):
+        return self.distillation.teacher if self.distillation else None
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int
+    data: DataSpec
+    models: dict  # name -> ModelSpec, teacher-less models first, in file order
+
+    def model(self, name):
+        """The spec of model ``name``; a ParamsError lists the known names otherwise."""
+        if name not in self.models:
+            raise ParamsError(
+                f"no model named {name!r} in params.yaml; models are: {', '.join(self.models)}"
+            )
+        return self.models[name]
+
+
+def load_params(path="params.yaml"):
+    """Read and validate ``path``; return :class:`Params` or raise ParamsError."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ParamsError(f"cannot read params file {path}: {error.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path} is not valid YAML: {error}") from None
+    return parse_params(raw)
+
+
+def parse_params(raw):
+    """Validate a params mapping (as read from YAML) and return :class:`Params`."""
+    _keys(raw, "params.yaml", required=("seed", "data", "training", "architectures", "train"),
+          optional=("distill",))
+    seed = _integer(raw["seed"], "seed", minimum=0)
+    data = _parse_data(raw["data"])
+    defaults = _keys(raw["training"], "training", required=TRAINING_KEYS)
+    architectures = _parse_architectures(raw["architectures"])
+
+    models = {}
+    for section in ("train", "distill"):
+        entries = raw.get(section) or {}
+        _mapping(entries, section)
+        if section == "train" and not entries:
+            raise ParamsError("train: expected at least one model trained on labels alone, found none")
+        for name, entry in entries.items():
+            key = f"{section}.{name}"
+            if not isinstance(name, str) or not MODEL_NAME.match(name):
+                raise ParamsError(
+                    f"{key}: model names must start with a letter and hold only letters, digits "
+                    "and '_' (they become file and stage names)"
+                )
+            if name in models:
+                raise ParamsError(f"{key}: model {name!r} is defined in both train and distill")
+            extra = DISTILL_KEYS if section == "distill" else ()
+            models[name] = _parse_model(name, key, entry, defaults, architectures, extra)
+
+    _check_chains(models)
+    return Params(seed=seed, data=data, models=models)
+
+
+def _parse_data(raw):
+    _keys(raw, "data", required=("source", "validation_fraction", "limit"))
+    source = raw["source"]
+    if not isinstance(source, str) or not source:
+        raise ParamsError(f"data.source: expected a non-empty string, found {source!r}")
+    fraction = _number(raw["validation_fraction"], "data.validation_fraction")
+    if not 0 < fraction < 1:
+        raise ParamsError(f"data.validation_fraction: expected a number in (0, 1), found {fraction}")
+    limit = raw["limit"]
+    if limit is not None:
+        limit = _integer(limit, "data.limit", minimum=2)
+    return DataSpec(source=source, validation_fraction=fraction, limit=limit)
+
+
+def _parse_architectures(raw):
+    _mapping(raw, "architectures")
+    architectures = {}
+    for name, layers in raw.items():
+        key = f"architectures.{name}"
+        if not isinstance(layers, list):
+            raise ParamsError(f"{key}: expected a list of layer configs, found {type(layers).__name__}")
+        for position, layer in enumerate(layers):
+            layer_key = f"{key}[{position}]"
+            _keys(layer, layer_key, required=("class_name",), optional=("config",))
+            if not isinstance(layer["class_name"], str):
+                raise ParamsError(f"{layer_key}.class_name: expected a Keras layer class name")
+            if "config" in layer:
+                _mapping(layer["config"], f"{layer_key}.config")
+        architectures[name] = tuple(layers)
+    return architectures
+
+
+def _parse_model(name, key, entry, defaults, architectures, distill_keys):
+    _keys(entry, key, required=("architecture",) + distill_keys, optional=TRAINING_KEYS)
+    architecture = entry["architecture"]
+    if architecture not in architectures:
+        raise ParamsError(
+            f"{key}.architecture: {architecture!r} is not in architectures "
+            f"(known: {', '.join(map(str, architectures))})"
+        )
+    settings = {**defaults, **{k: entry[k] for k in TRAINING_KEYS if k in entry}}
+    optimizer = settings["optimizer"]
+    optimizer_key = f"{key}.optimizer" if "optimizer" in entry else "training.optimizer"
+    _keys(optimizer, optimizer_key, required=("class_name",), optional=("config",))
+    distillation = None
+    if distill_keys:
+        temperature = _number(entry["temperature"], f"{key}.temperature")
+        if temperature <= 0:
+            raise ParamsError(f"{key}.temperature: expected a number > 0, found {temperature}")
+        weight = _number(entry["soft_target_weight"], f"{key}.soft_target_weight")
+        if not 0 <= weight <= 1:
+            raise ParamsError(f"{key}.soft_target_weight: expected a number in [0, 1], found {weight}")
+        if not isinstance(entry["teacher"], str):
+            raise ParamsError(f"{key}.teacher: expected a model name, found {entry['teacher']!r}")
+        distillation = Distillation(entry["teacher"], temperature, weight)
+    return ModelSpec(
+        name=name,
+        architecture=architecture,
+        layers=architectures[architecture],
+        epochs=_integer(settings["epochs"], _source_key(key, entry, "epochs"), minimum=1),
+        batch_size=_integer(settings["batch_size"], _source_key(key, entry, "batch_size"), minimum=1),
+        optimizer=optimizer,
+        distillation=distillation,
+    )
+
+
+def _check_chains(models):
+    """Every teacher must be a model, and following teachers must end at a teacher-less one."""
+    for name, spec in models.items():
+        seen = [name]
+        while spec.teacher is not None:
+            if spec.teacher not in models:
+                raise ParamsError(
+                    f"distill.{spec.name}.teacher: {spec.teacher!r} is not a model "
+                    f"(models: {', '.join(models)})"
+                )
+            if spec.teacher in seen:
+                cycle = " -> ".join(seen + [spec.teacher])
+                raise ParamsError(f"distill.{name}.teacher: the teacher chain has a cycle: {cycle}")
+            seen.append(spec.teacher)
+            spec = models[spec.teacher]
+
+
+def _source_key(key, entry, setting):
+    return f"{key}.{setting}" if setting in entry else f"training.{setting}"
+
+
+def _mapping(value, key):
+    if not isinstance(value, dict):
+        raise ParamsError(f"{key}: expected a mapping, found {type(value).__name__}")
+    return value
+
+
+def _keys(value, key, required=(), optional=()):
+    """Check that mapping ``value`` has all ``required`` keys and nothing unknown."""
+    _mapping(value, key)
+    missing = [k for k in required if k not in value]
+    if missing:
+        raise ParamsError(f"{key}: missing key(s) {', '.join(missing)}")
+    allowed = set(required) | set(optional)
+    unknown = [k for k in value if k not in allowed]
+    if unknown:
+        raise ParamsError(
+            f"{key}: unknown key(s) {', '.join(map(str, unknown))}; "
+            f"expected {', '.join(list(required) + list(optional))}"
+        )
+    return value
+
+
+def _integer(value, key, minimum):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ParamsError(f"{key}: expected an integer >= {minimum}, found {value!r}")
+    if value < minimum:
+        raise ParamsError(f"{key}: expected an integer >= {minimum}, found {value}")
+    return value
+
+
+def _number(value, key):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParamsError(f"{key}: expected a number, found {value!r}")
+    return float(value)

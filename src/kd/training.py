@@ -1,0 +1,159 @@
+"""The one training path for every model: a teacher is a student with no teacher.
+
+A model with a teacher trains on ``(x, (labels, teacher_logits))``: the teacher's logits
+on the training images are computed once by the teacher's own stage and shuffled
+together with the labels, so a distillation step costs what a plain step costs (the
+teacher never runs here). This is valid because the teacher runs in inference mode and
+the training inputs are not augmented: its logits for each image are fixed.
+
+Validation (each epoch, on the validation split) always uses the hard labels, so the
+curves of all models are comparable.
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from kd.errors import ArtifactError, TrainingError
+from kd.losses import distillation_loss, hard_label_loss
+from kd.models import build_optimizer
+
+PREDICT_BATCH_SIZE = 1024
+
+
+def seed_everything(seed):
+    """Seed Python, NumPy and TF, and make TF ops deterministic: same params, same numbers."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+class DistillationTrainer(keras.Model):
+    """Wraps ``student`` to train it on hard labels and, given a teacher, soft targets.
+
+    Only the wrapped model is saved; the wrapper exists for its ``train_step``.
+    """
+
+    def __init__(self, student, distillation=None):
+        super().__init__(name=f"{student.name}_trainer")
+        self.student = student
+        self.distillation = distillation
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.hard_tracker = keras.metrics.Mean(name="hard_loss")
+        self.soft_tracker = keras.metrics.Mean(name="soft_loss")
+
+    @property
+    def metrics(self):
+        trackers = [self.loss_tracker, self.accuracy]
+        if self.distillation is not None:
+            trackers += [self.hard_tracker, self.soft_tracker]
+        return trackers
+
+    def call(self, x, training=False):
+        return self.student(x, training=training)
+
+    def train_step(self, data):
+        x, targets = data
+        batch = tf.shape(x)[0]
+        with tf.GradientTape() as tape:
+            logits = self.student(x, training=True)
+            if self.distillation is None:
+                labels = targets
+                loss = hard_label_loss(labels, logits)
+            else:
+                labels, teacher_logits = targets
+                loss, hard, soft = distillation_loss(
+                    labels,
+                    teacher_logits,
+                    logits,
+                    self.distillation.temperature,
+                    self.distillation.soft_target_weight,
+                )
+            if self.student.losses:  # weight regularizers from the layer configs
+                loss = loss + tf.add_n(self.student.losses)
+        variables = self.student.trainable_variables
+        self.optimizer.apply(tape.gradient(loss, variables), variables)
+        self.loss_tracker.update_state(loss, sample_weight=batch)
+        self.accuracy.update_state(labels, logits)
+        if self.distillation is not None:
+            self.hard_tracker.update_state(hard, sample_weight=batch)
+            self.soft_tracker.update_state(soft, sample_weight=batch)
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def test_step(self, data):
+        x, labels = data
+        logits = self.student(x, training=False)
+        self.loss_tracker.update_state(hard_label_loss(labels, logits), sample_weight=tf.shape(x)[0])
+        self.accuracy.update_state(labels, logits)
+        return {"loss": self.loss_tracker.result(), "accuracy": self.accuracy.result()}
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop training with a TrainingError naming the model and epoch when the loss diverges."""
+
+    def __init__(self, model_name):
+        super().__init__()
+        self.model_name = model_name
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"model {self.model_name!r}: the training loss became {loss} in epoch {epoch + 1}; "
+                "lower its learning rate (optimizer.config.learning_rate in params.yaml)"
+            )
+
+
+def fit(model, spec, train, validation, seed, teacher_logits=None):
+    """Train ``model`` (built from ``spec``) in place; return the Keras ``History``.
+
+    ``train`` and ``validation`` are :class:`kd.data.Split`; ``teacher_logits`` (for a
+    model with a teacher) are the teacher's logits on ``train``, row for row.
+    """
+    if (teacher_logits is None) != (spec.distillation is None):
+        raise ValueError(f"model {spec.name!r}: teacher logits given iff the model has a teacher")
+    targets = (train.y,)
+    if teacher_logits is not None:
+        if teacher_logits.shape != (len(train), train.num_classes):
+            raise ArtifactError(
+                f"logits of teacher {spec.teacher!r} have shape {teacher_logits.shape}; expected "
+                f"{(len(train), train.num_classes)} (one row per training image, one column per class). "
+                "Were they computed on another version of data/train.npz? Rerun its stage."
+            )
+        targets += (teacher_logits.astype(np.float32),)
+    trainer = DistillationTrainer(model, spec.distillation)
+    trainer.compile(optimizer=build_optimizer(spec))
+    history = trainer.fit(
+        batches(train.inputs(), *targets, batch_size=spec.batch_size, shuffle_seed=seed),
+        validation_data=batches(validation.inputs(), validation.y, batch_size=PREDICT_BATCH_SIZE),
+        epochs=spec.epochs,
+        shuffle=False,  # the pipeline above shuffles, seeded
+        callbacks=[StopOnNonFiniteLoss(spec.name)],
+        verbose=2,  # one line per epoch: readable in DVC's log
+    )
+    return history
+
+
+def batches(x, *targets, batch_size, shuffle_seed=None):
+    """A ``tf.data`` pipeline of ``(x, targets)`` batches from in-memory arrays.
+
+    Shuffling permutes indices (seeded, reshuffled each epoch) and gathers whole batches,
+    which is cheaper than shuffling the images themselves.
+    """
+    tensors = [tf.constant(x)] + [tf.constant(t) for t in targets]
+    indices = tf.data.Dataset.range(len(x))
+    if shuffle_seed is not None:
+        indices = indices.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
+
+    def gather(index):
+        x_batch, *target_batches = (tf.gather(t, index) for t in tensors)
+        return x_batch, (target_batches[0] if len(target_batches) == 1 else tuple(target_batches))
+
+    return indices.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def predict_logits(model, x):
+    """The model's logits on ``x`` in inference mode, as float32."""
+    return np.asarray(model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=0), dtype=np.float32)

@@ -1,0 +1,52 @@
+"""Stage train / distill: train one model named in params.yaml, with its teacher's logits if it has one.
+
+Writes the model (.keras) and its logits on the training split (.logits.npy), which the
+models it teaches learn from.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from kd.errors import run_stage  # noqa: E402
+from kd.params import load_params  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("model", help="model name, a key of train: or distill: in params.yaml")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", default="data", help="folder with train.npz and validation.npz")
+    parser.add_argument("--models", default="models", help="folder of model files and logits")
+    args = parser.parse_args(argv)
+
+    params = load_params(args.params)
+    spec = params.model(args.model)
+    # Heavy imports only once params are known to be good.
+    from kd.artifacts import load_array, save_array, save_model
+    from kd.data import load_split
+    from kd.models import build_model
+    from kd.training import fit, predict_logits, seed_everything
+
+    models = Path(args.models)
+    train, validation = load_split(Path(args.data) / "train.npz"), load_split(Path(args.data) / "validation.npz")
+    teacher_logits = None
+    if spec.teacher is not None:
+        teacher_logits = load_array(models / f"{spec.teacher}.logits.npy", f"logits of teacher {spec.teacher!r}")
+        print(f"{spec.name}: distilling from {spec.teacher!r} (T={spec.distillation.temperature}, "
+              f"soft_target_weight={spec.distillation.soft_target_weight}) with its cached logits")
+    else:
+        print(f"{spec.name}: training on hard labels")
+
+    seed_everything(params.seed)
+    model = build_model(spec, train.x.shape[1:], train.num_classes)
+    model.summary()
+    fit(model, spec, train, validation, params.seed, teacher_logits)
+    save_model(model, models / f"{spec.name}.keras")
+    save_array(models / f"{spec.name}.logits.npy", predict_logits(model, train.inputs()))
+
+
+if __name__ == "__main__":
+    run_stage(main)
