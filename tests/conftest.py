@@ -1,0 +1,20 @@
+"""Shared fixtures: the repository root and the default params as a mutable dict."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def default_params_raw():
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+@pytest.fixture
+def raw_params(default_params_raw):
+    """A fresh deep copy of params.yaml's contents, to break in one place per test."""
+    return copy.deepcopy(default_params_raw)

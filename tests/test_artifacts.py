@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from kd.artifacts import atomic_path, load_array, load_model, save_array, save_model, write_json
+from kd.errors import ArtifactError
+from kd.models import build_model
+from kd.params import parse_params
+
+
+def test_saving_the_same_model_twice_gives_identical_bytes(tmp_path, raw_params):
+    model = build_model(parse_params(raw_params).model("ta"), (28, 28, 1), 10)
+    save_model(model, tmp_path / "a.keras")
+    save_model(model, tmp_path / "b.keras")
+    assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()
+    loaded = load_model(tmp_path / "a.keras")
+    x = np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.keras", "b.keras"]  # no temporaries left
+
+
+def test_a_failed_write_leaves_nothing_behind(tmp_path):
+    target = tmp_path / "metrics.json"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as temporary:
+            temporary.write_text("{half")
+            raise RuntimeError("killed mid-write")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_file_survives_a_failed_rewrite(tmp_path):
+    target = tmp_path / "metrics.json"
+    write_json(target, {"accuracy": 0.9})
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as temporary:
+            temporary.write_text("{half")
+            raise RuntimeError
+    assert target.read_text() == '{\n  "accuracy": 0.9\n}\n'
+
+
+def test_missing_and_corrupt_artifacts_are_named(tmp_path):
+    with pytest.raises(ArtifactError, match="teacher 'ta' .*missing"):
+        load_model(tmp_path / "ta.keras", "teacher 'ta'")
+    (tmp_path / "ta.keras").write_bytes(b"garbage")
+    with pytest.raises(ArtifactError, match="cannot be loaded"):
+        load_model(tmp_path / "ta.keras", "teacher 'ta'")
+    with pytest.raises(ArtifactError, match="missing"):
+        load_array(tmp_path / "ta.logits.npy", "logits")
+    save_array(tmp_path / "ok.npy", np.ones((3, 2), np.float32))
+    assert load_array(tmp_path / "ok.npy", "logits").shape == (3, 2)

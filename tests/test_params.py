@@ -1,0 +1,91 @@
+import pytest
+
+from kd.errors import ParamsError
+from kd.params import load_params, parse_params
+
+from conftest import ROOT
+
+
+def test_default_params_give_the_five_models_and_their_chain():
+    params = load_params(ROOT / "params.yaml")
+    assert list(params.models) == ["teacher", "student_scratch", "ta", "student", "student_direct"]
+    assert params.model("teacher").teacher is None
+    assert params.model("ta").teacher == "teacher"
+    assert params.model("student").teacher == "ta"
+    assert params.model("student_direct").teacher == "teacher"
+    student = params.model("student")
+    assert (student.epochs, student.batch_size) == (12, 256)
+    assert student.distillation.temperature == 4.0
+    assert student.distillation.soft_target_weight == 0.5
+    assert student.optimizer == {"class_name": "Adam", "config": {"learning_rate": 0.001}}
+
+
+def test_a_model_overrides_training_defaults(raw_params):
+    raw_params["distill"]["student"]["epochs"] = 3
+    params = parse_params(raw_params)
+    assert params.model("student").epochs == 3
+    assert params.model("ta").epochs == 12
+
+
+def test_dropping_the_ta_is_a_params_edit(raw_params):
+    del raw_params["distill"]["ta"]
+    raw_params["distill"]["student"]["teacher"] = "teacher"
+    assert parse_params(raw_params).model("student").teacher == "teacher"
+
+
+def break_params(raw, edit):
+    edit(raw)
+    with pytest.raises(ParamsError) as error:
+        parse_params(raw)
+    return str(error.value)
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda p: p["distill"]["student"].update(temprature=2), "distill.student: unknown key(s) temprature"),
+        (lambda p: p["data"].update(shuffle=True), "data: unknown key(s) shuffle"),
+        (lambda p: p.update(sede=1), "params.yaml: unknown key(s) sede"),
+        (lambda p: p["training"].update(epochs="12"), "training.epochs: expected an integer >= 1, found '12'"),
+        (lambda p: p["training"].update(epochs=0), "training.epochs: expected an integer >= 1, found 0"),
+        (lambda p: p["distill"]["ta"].update(batch_size=0), "distill.ta.batch_size: expected an integer >= 1"),
+        (lambda p: p["distill"]["ta"].update(soft_target_weight=1.5), "distill.ta.soft_target_weight: expected a number in [0, 1], found 1.5"),
+        (lambda p: p["distill"]["ta"].update(soft_target_weight=-0.1), "distill.ta.soft_target_weight: expected a number in [0, 1]"),
+        (lambda p: p["distill"]["ta"].update(temperature=0), "distill.ta.temperature: expected a number > 0, found 0"),
+        (lambda p: p["distill"]["ta"].update(temperature="hot"), "distill.ta.temperature: expected a number, found 'hot'"),
+        (lambda p: p["distill"]["student"].update(teacher="professor"), "distill.student.teacher: 'professor' is not a model"),
+        (lambda p: p["distill"]["student"].pop("temperature"), "distill.student: missing key(s) temperature"),
+        (lambda p: p["distill"]["student"].update(architecture="mlp"), "distill.student.architecture: 'mlp' is not in architectures"),
+        (lambda p: p["data"].update(validation_fraction=1), "data.validation_fraction: expected a number in (0, 1)"),
+        (lambda p: p["data"].update(limit=-5), "data.limit: expected an integer >= 2, found -5"),
+        (lambda p: p.update(seed=True), "seed: expected an integer >= 0, found True"),
+        (lambda p: p["train"].update(ta={"architecture": "ta_cnn"}), "distill.ta: model 'ta' is defined in both train and distill"),
+        (lambda p: p["architectures"]["fc_student"].append({"config": {}}), "architectures.fc_student[3]: missing key(s) class_name"),
+    ],
+)
+def test_bad_params_are_refused_with_the_key_named(raw_params, edit, expected):
+    assert expected in break_params(raw_params, edit)
+
+
+def test_a_cycle_in_the_chain_is_refused(raw_params):
+    def make_cycle(p):
+        p["distill"]["ta"]["teacher"] = "student"
+
+    message = break_params(raw_params, make_cycle)
+    assert "cycle" in message and "ta -> student -> ta" in message
+
+
+def test_unreadable_and_invalid_files(tmp_path):
+    with pytest.raises(ParamsError, match="cannot read params file"):
+        load_params(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_yaml_tags_that_build_python_objects_are_refused(tmp_path):
+    unsafe = tmp_path / "unsafe.yaml"
+    unsafe.write_text("seed: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(unsafe)

@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+
+from kd.data import Split
+from kd.errors import ArtifactError, TrainingError
+from kd.models import build_model
+from kd.params import parse_params
+from kd.training import fit, predict_logits, seed_everything
+
+
+def toy_splits(n=256, classes=3, seed=0):
+    """Linearly separable 4x4 'images': the class sets which pixel block is bright."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, size=n)
+    x = rng.random((n, 4, 4, 1)).astype(np.float32) * 0.2
+    for c in range(classes):
+        x[y == c, c, :, 0] += 1.0
+    cut = n * 3 // 4
+    return Split(x[:cut], y[:cut], classes), Split(x[cut:], y[cut:], classes)
+
+
+def small_spec(raw_params, name, **overrides):
+    raw_params["architectures"]["tiny"] = [
+        {"class_name": "Flatten"},
+        {"class_name": "Dense", "config": {"units": 16, "activation": "relu"}},
+    ]
+    section = "train" if name in raw_params["train"] else "distill"
+    raw_params[section][name].update(architecture="tiny", epochs=5, batch_size=32, **overrides)
+    return parse_params(raw_params).model(name)
+
+
+def test_a_model_without_teacher_learns(raw_params):
+    seed_everything(0)
+    train, validation = toy_splits()
+    spec = small_spec(raw_params, "teacher")
+    model = build_model(spec, (4, 4, 1), 3)
+    history = fit(model, spec, train, validation, seed=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert history.history["val_accuracy"][-1] > 0.9
+
+
+def test_a_distilled_model_learns_and_logs_both_terms(raw_params):
+    seed_everything(0)
+    train, validation = toy_splits()
+    teacher_logits = np.eye(3, dtype=np.float32)[train.y] * 5.0
+    spec = small_spec(raw_params, "student")
+    model = build_model(spec, (4, 4, 1), 3)
+    history = fit(model, spec, train, validation, seed=0, teacher_logits=teacher_logits)
+    assert {"hard_loss", "soft_loss"} <= set(history.history)
+    assert history.history["soft_loss"][-1] < history.history["soft_loss"][0]
+    agreement = np.mean(predict_logits(model, train.x).argmax(1) == teacher_logits.argmax(1))
+    assert agreement > 0.9
+
+
+def test_logits_of_the_wrong_length_are_refused(raw_params):
+    train, validation = toy_splits()
+    spec = small_spec(raw_params, "student")
+    model = build_model(spec, (4, 4, 1), 3)
+    with pytest.raises(ArtifactError, match=r"logits of teacher 'ta' have shape \(10, 3\); expected \(192, 3\)"):
+        fit(model, spec, train, validation, seed=0, teacher_logits=np.zeros((10, 3), np.float32))
+
+
+def test_a_diverging_loss_stops_training_naming_model_and_epoch(raw_params):
+    seed_everything(0)
+    train, validation = toy_splits()
+    spec = small_spec(raw_params, "teacher", optimizer={"class_name": "SGD", "config": {"learning_rate": 1e30}})
+    model = build_model(spec, (4, 4, 1), 3)
+    with pytest.raises(TrainingError, match=r"model 'teacher': the training loss became nan in epoch 1"):
+        fit(model, spec, train, validation, seed=0)
