@@ -1,0 +1,107 @@
+"""End to end: the real dvc.yaml on a tiny config in a copy of the repository.
+
+Checks that one `dvc repro` writes every output, that a second runs nothing, that a
+forced rerun of the teacher leaves its students up to date (byte-stable artifacts),
+and that editing the student's temperature reruns only the student's stages.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+MODELS = ["teacher", "student_scratch", "ta", "student", "student_direct"]
+DISTILLED = {"ta", "student", "student_direct"}
+TINY = {"data.limit": 300, "training.epochs": 1}
+
+
+def run(args, cwd, check=True):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    if check and result.returncode != 0:
+        pytest.fail(f"{' '.join(args)} exited {result.returncode}:\n{output[-3000:]}")
+    return output
+
+
+def stages_run(output):
+    return sorted(set(re.findall(r"Running stage '([^']+)'", output)))
+
+
+def set_params(repo, updates):
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for dotted, value in updates.items():
+        *parents, leaf = dotted.split(".")
+        node = params
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A git + DVC copy of the project's tracked files with the tiny config committed."""
+    repo = tmp_path_factory.mktemp("pipeline") / "repo"
+    files = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], ROOT).split()
+    for name in files:
+        if (ROOT / name).is_file() and not name.startswith(("metrics/", "dvc.lock")):
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    set_params(repo, TINY)
+    run(["git", "init", "-q"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "x", "--allow-empty"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny config"], repo)
+    return repo
+
+
+def commit(repo, message):
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], repo)
+
+
+def test_pipeline_end_to_end(repo):
+    first = run(["dvc", "repro"], repo)
+    expected_stages = ["prepare"] + [f"train@{m}" for m in ("teacher", "student_scratch")]
+    expected_stages += [f"distill@{m}" for m in ("ta", "student", "student_direct")]
+    expected_stages += [f"evaluate_{'distill' if m in DISTILLED else 'train'}@{m}" for m in MODELS]
+    assert stages_run(first) == sorted(expected_stages)
+
+    for split in ("train", "validation", "test"):
+        assert (repo / "data" / f"{split}.npz").is_file()
+    for model in MODELS:
+        assert (repo / "models" / f"{model}.keras").is_file()
+        assert (repo / "models" / f"{model}.logits.npy").is_file()
+        metrics = json.loads((repo / "metrics" / f"{model}.json").read_text())
+        assert set(metrics) >= {"accuracy", "loss", "errors", "examples"}
+        assert metrics["examples"] == 10000
+        assert metrics["errors"] == round((1 - metrics["accuracy"]) * 10000)
+        assert ("agreement" in metrics) == (model in DISTILLED)
+    commit(repo, "first run")
+
+    # Nothing changed: nothing runs.
+    assert stages_run(run(["dvc", "repro"], repo)) == []
+
+    # A forced, real rerun of the teacher writes identical bytes: its students stay up to date.
+    forced = run(["dvc", "repro", "--force", "--single-item", "train@teacher", "--no-run-cache"], repo)
+    assert stages_run(forced) == ["train@teacher"]
+    assert "up to date" in run(["dvc", "status"], repo)
+
+    # The student's temperature: only the student's own stages rerun.
+    set_params(repo, {"distill.student.temperature": 2.0})
+    changed = run(["dvc", "repro"], repo)
+    assert stages_run(changed) == ["distill@student", "evaluate_distill@student"]
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo))
+    assert set(diff) == {"metrics/student.json"}
+    params_diff = json.loads(run(["dvc", "params", "diff", "--json"], repo))
+    assert params_diff["params.yaml"]["distill.student.temperature"] == {"old": 4.0, "new": 2.0}
