@@ -1,7 +1,8 @@
 """Stage train / distill: train one model named in params.yaml, with its teacher's logits if it has one.
 
-Writes the model (.keras) and its logits on the training split (.logits.npy), which the
-models it teaches learn from.
+Writes the model (models/<name>.keras), its logits on the training split
+(logits/<name>.npy), which the models it teaches learn from, and its per-epoch curves
+(dvclive/<name>/).
 """
 
 import argparse
@@ -19,7 +20,9 @@ def main(argv=None):
     parser.add_argument("model", help="model name, a key of train: or distill: in params.yaml")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data", default="data", help="folder with train.npz and validation.npz")
-    parser.add_argument("--models", default="models", help="folder of model files and logits")
+    parser.add_argument("--models", default="models", help="folder of model files")
+    parser.add_argument("--logits", default="logits", help="folder of training-set logits")
+    parser.add_argument("--curves", default="dvclive", help="folder of per-model DVCLive curves")
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
@@ -30,11 +33,11 @@ def main(argv=None):
     from kd.models import build_model
     from kd.training import fit, predict_logits, seed_everything
 
-    models = Path(args.models)
+    models, logits = Path(args.models), Path(args.logits)
     train, validation = load_split(Path(args.data) / "train.npz"), load_split(Path(args.data) / "validation.npz")
     teacher_logits = None
     if spec.teacher is not None:
-        teacher_logits = load_array(models / f"{spec.teacher}.logits.npy", f"logits of teacher {spec.teacher!r}")
+        teacher_logits = load_array(logits / f"{spec.teacher}.npy", f"logits of teacher {spec.teacher!r}")
         print(f"{spec.name}: distilling from {spec.teacher!r} (T={spec.distillation.temperature}, "
               f"soft_target_weight={spec.distillation.soft_target_weight}) with its cached logits")
     else:
@@ -43,9 +46,9 @@ def main(argv=None):
     seed_everything(params.seed)
     model = build_model(spec, train.x.shape[1:], train.num_classes)
     model.summary()
-    fit(model, spec, train, validation, params.seed, teacher_logits)
+    fit(model, spec, train, validation, params.seed, teacher_logits, curves_dir=Path(args.curves) / spec.name)
     save_model(model, models / f"{spec.name}.keras")
-    save_array(models / f"{spec.name}.logits.npy", predict_logits(model, train.inputs()))
+    save_array(logits / f"{spec.name}.npy", predict_logits(model, train.inputs()))
 
 
 if __name__ == "__main__":

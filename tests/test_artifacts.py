@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 
@@ -7,15 +8,25 @@ from kd.models import build_model
 from kd.params import parse_params
 
 
-def test_saving_the_same_model_twice_gives_identical_bytes(tmp_path, raw_params):
-    model = build_model(parse_params(raw_params).model("ta"), (28, 28, 1), 10)
+def seeded_model(raw_params, seed=0):
+    """The model a fresh stage process would build: same layer names, seeded weights."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    return build_model(parse_params(raw_params).model("ta"), (28, 28, 1), 10)
+
+
+def test_equal_models_are_saved_as_identical_bytes(tmp_path, raw_params):
+    # Two model objects with the same weights: .keras would differ by save time and object ids.
+    model = seeded_model(raw_params)
     save_model(model, tmp_path / "a.keras")
-    save_model(model, tmp_path / "b.keras")
+    save_model(seeded_model(raw_params), tmp_path / "b.keras")
     assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()
+    save_model(seeded_model(raw_params, seed=1), tmp_path / "c.keras")
+    assert (tmp_path / "a.keras").read_bytes() != (tmp_path / "c.keras").read_bytes()
     loaded = load_model(tmp_path / "a.keras")
     x = np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.keras", "b.keras"]  # no temporaries left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.keras", "b.keras", "c.keras"]  # no temporaries left
 
 
 def test_a_failed_write_leaves_nothing_behind(tmp_path):

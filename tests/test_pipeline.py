@@ -20,16 +20,16 @@ from conftest import ROOT
 
 MODELS = ["teacher", "student_scratch", "ta", "student", "student_direct"]
 DISTILLED = {"ta", "student", "student_direct"}
-TINY = {"data.limit": 300, "training.epochs": 1}
+TINY = {"data.limit": 300, "training.epochs": 1, "evaluate.latency_repeats": 5, "evaluate.throughput_repeats": 2}
 
 
-def run(args, cwd, check=True):
+def run(args, cwd, check=True, stdout_only=False):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     output = result.stdout + result.stderr
     if check and result.returncode != 0:
         pytest.fail(f"{' '.join(args)} exited {result.returncode}:\n{output[-3000:]}")
-    return output
+    return result.stdout if stdout_only else output
 
 
 def stages_run(output):
@@ -74,19 +74,31 @@ def test_pipeline_end_to_end(repo):
     first = run(["dvc", "repro"], repo)
     expected_stages = ["prepare"] + [f"train@{m}" for m in ("teacher", "student_scratch")]
     expected_stages += [f"distill@{m}" for m in ("ta", "student", "student_direct")]
-    expected_stages += [f"evaluate_{'distill' if m in DISTILLED else 'train'}@{m}" for m in MODELS]
-    assert stages_run(first) == sorted(expected_stages)
+    assert stages_run(first) == sorted(expected_stages + ["evaluate"])
 
     for split in ("train", "validation", "test"):
         assert (repo / "data" / f"{split}.npz").is_file()
+    comparison = json.loads((repo / "metrics" / "comparison.json").read_text())
     for model in MODELS:
         assert (repo / "models" / f"{model}.keras").is_file()
-        assert (repo / "models" / f"{model}.logits.npy").is_file()
+        assert (repo / "logits" / f"{model}.npy").is_file()
+        assert (repo / "dvclive" / model / "plots" / "metrics" / "eval" / "accuracy.tsv").is_file()
         metrics = json.loads((repo / "metrics" / f"{model}.json").read_text())
-        assert set(metrics) >= {"accuracy", "loss", "errors", "examples"}
+        assert set(metrics) >= {"accuracy", "loss", "errors", "examples", "params", "flops", "size_bytes", "seed"}
         assert metrics["examples"] == 10000
         assert metrics["errors"] == round((1 - metrics["accuracy"]) * 10000)
         assert ("agreement" in metrics) == (model in DISTILLED)
+        assert comparison[model]["accuracy"] == metrics["accuracy"]
+        assert comparison[model]["latency_ms_batch1"] > 0
+    assert (repo / "dvclive" / "student" / "plots" / "metrics" / "train" / "soft_loss.tsv").is_file()
+    assert comparison["student"]["flops"] == 1_237_941
+    assert "gain_vs_student_scratch" in comparison["student"]
+    for name in ("accuracy_vs_flops.png", "accuracy_vs_flops.json", "validation_accuracy.png"):
+        assert (repo / "plots" / name).is_file()
+    assert "| student |" in (repo / "reports" / "comparison.md").read_text()
+    shown = run(["dvc", "metrics", "show"], repo)
+    assert "metrics/student.json" in shown and "flops" in shown
+    assert "failed" not in shown
     commit(repo, "first run")
 
     # Nothing changed: nothing runs.
@@ -100,8 +112,9 @@ def test_pipeline_end_to_end(repo):
     # The student's temperature: only the student's own stages rerun.
     set_params(repo, {"distill.student.temperature": 2.0})
     changed = run(["dvc", "repro"], repo)
-    assert stages_run(changed) == ["distill@student", "evaluate_distill@student"]
-    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo))
-    assert set(diff) == {"metrics/student.json"}
-    params_diff = json.loads(run(["dvc", "params", "diff", "--json"], repo))
-    assert params_diff["params.yaml"]["distill.student.temperature"] == {"old": 4.0, "new": 2.0}
+    assert stages_run(changed) == ["distill@student", "evaluate"]
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo, stdout_only=True))
+    assert "accuracy" in diff["metrics/student.json"] or "loss" in diff["metrics/student.json"]
+    assert "metrics/teacher.json" not in diff  # its model did not change, nor its numbers
+    params_diff = json.loads(run(["dvc", "params", "diff", "--json"], repo, stdout_only=True))
+    assert params_diff["params.yaml"]["distill.student.temperature"] == {"old": 4.0, "new": 2.0, "diff": -2.0}

@@ -8,8 +8,9 @@ Two properties DVC needs from every output:
   only when the file is complete.
 - **Byte-stable.** DVC decides what to rerun from file hashes. ``.keras`` archives and
   ``np.savez`` files embed the time they were written, so identical content would get
-  a new hash on every run and invalidate everything downstream. Archives are rewritten
-  here with fixed timestamps and without ``date_saved``.
+  a new hash on every run and invalidate everything downstream; a ``.keras`` config also
+  numbers shared objects by their Python ``id()``. Archives are rewritten here with
+  fixed timestamps, without ``date_saved``, and with shared objects numbered in order.
 """
 
 import contextlib
@@ -110,4 +111,19 @@ def _rewrite_stably(source, target):
                 metadata = json.loads(content)
                 metadata.pop("date_saved", None)
                 content = json.dumps(metadata, sort_keys=True).encode()
+            elif name == "config.json":
+                content = json.dumps(_renumber_shared_objects(json.loads(content), {})).encode()
             stable.writestr(zipfile.ZipInfo(name, FIXED_ZIP_TIME), content, zipfile.ZIP_DEFLATED)
+
+
+def _renumber_shared_objects(node, numbers):
+    """Replace each ``shared_object_id`` (a memory address) by its order of first appearance."""
+    if isinstance(node, dict):
+        return {
+            key: numbers.setdefault(value, len(numbers) + 1) if key == "shared_object_id"
+            else _renumber_shared_objects(value, numbers)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_renumber_shared_objects(item, numbers) for item in node]
+    return node

@@ -6,6 +6,7 @@ what was found and what was expected, never as a traceback. Anything else is a b
 and keeps its traceback.
 """
 
+import signal
 import sys
 
 
@@ -30,9 +31,19 @@ class TrainingError(KdError):
 
 
 def run_stage(main, argv=None):
-    """Call ``main(argv)``; report a ``KdError`` as ``error: ...`` and exit with status 1."""
+    """Call ``main(argv)``; report a ``KdError`` as ``error: ...`` and exit with status 1.
+
+    SIGTERM (what ``kill``, CI runners and ``dvc queue kill`` send) is turned into an
+    exit that unwinds the stack like Ctrl-C does, so temporary files are removed and no
+    half-written output is left behind.
+    """
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         main(argv)
     except KdError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+
+
+def _exit_on_signal(signum, frame):
+    raise SystemExit(128 + signum)

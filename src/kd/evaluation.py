@@ -1,28 +1,24 @@
-"""Test-set metrics of a trained model, and its agreement with its teacher."""
+"""Test-set metrics of a model from its logits, and its agreement with its teacher."""
 
 import numpy as np
 
-from kd.training import predict_logits
 
-
-def evaluate(model, test, teacher=None):
-    """Return the metrics of ``model`` on split ``test`` as a JSON-ready dict.
+def test_metrics(logits, labels, teacher_logits=None):
+    """Return JSON-ready metrics of ``logits`` against integer ``labels``.
 
     ``accuracy``, ``loss`` (mean cross-entropy), ``errors`` (misclassified images),
-    ``examples``; with a ``teacher`` model also ``agreement``: the share of test images
-    on which the model's top-1 class equals the teacher's.
+    ``examples``; given the teacher's logits on the same images, also ``agreement``:
+    the share of images on which the model's top-1 class equals the teacher's.
     """
-    logits = predict_logits(model, test.inputs())
     predicted = logits.argmax(axis=1)
     metrics = {
-        "accuracy": float(np.mean(predicted == test.y)),
-        "loss": cross_entropy(logits, test.y),
-        "errors": int(np.sum(predicted != test.y)),
-        "examples": len(test),
+        "accuracy": float(np.mean(predicted == labels)),
+        "loss": cross_entropy(logits, labels),
+        "errors": int(np.sum(predicted != labels)),
+        "examples": int(len(labels)),
     }
-    if teacher is not None:
-        teacher_predicted = predict_logits(teacher, test.inputs()).argmax(axis=1)
-        metrics["agreement"] = float(np.mean(predicted == teacher_predicted))
+    if teacher_logits is not None:
+        metrics["agreement"] = float(np.mean(predicted == teacher_logits.argmax(axis=1)))
     return metrics
 
 

@@ -14,6 +14,7 @@ The file's sections:
 - ``architectures``: named lists of Keras layer configs.
 - ``train``: models trained on the labels alone (the teacher, the scratch control).
 - ``distill``: models that learn from the model named by their ``teacher`` key.
+- ``evaluate``: how latency is measured (repeats, warm-up, throughput batch size).
 
 A model entry may override any ``training`` key for itself.
 """
@@ -38,6 +39,16 @@ class DataSpec:
     source: str
     validation_fraction: float
     limit: int | None
+
+
+@dataclass(frozen=True)
+class EvaluateSpec:
+    """How the evaluate stage measures latency."""
+
+    latency_repeats: int
+    latency_warmup: int
+    throughput_batch_size: int
+    throughput_repeats: int
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,7 @@ class Params:
     seed: int
     data: DataSpec
     models: dict  # name -> ModelSpec, teacher-less models first, in file order
+    evaluate: EvaluateSpec
 
     def model(self, name):
         """The spec of model ``name``; a ParamsError lists the known names otherwise."""
@@ -97,7 +109,7 @@ def load_params(path="params.yaml"):
 
 def parse_params(raw):
     """Validate a params mapping (as read from YAML) and return :class:`Params`."""
-    _keys(raw, "params.yaml", required=("seed", "data", "training", "architectures", "train"),
+    _keys(raw, "params.yaml", required=("seed", "data", "training", "architectures", "train", "evaluate"),
           optional=("distill",))
     seed = _integer(raw["seed"], "seed", minimum=0)
     data = _parse_data(raw["data"])
@@ -123,7 +135,17 @@ def parse_params(raw):
             models[name] = _parse_model(name, key, entry, defaults, architectures, extra)
 
     _check_chains(models)
-    return Params(seed=seed, data=data, models=models)
+    return Params(seed=seed, data=data, models=models, evaluate=_parse_evaluate(raw["evaluate"]))
+
+
+def _parse_evaluate(raw):
+    _keys(raw, "evaluate", required=("latency_repeats", "latency_warmup", "throughput_batch_size", "throughput_repeats"))
+    return EvaluateSpec(
+        latency_repeats=_integer(raw["latency_repeats"], "evaluate.latency_repeats", minimum=1),
+        latency_warmup=_integer(raw["latency_warmup"], "evaluate.latency_warmup", minimum=0),
+        throughput_batch_size=_integer(raw["throughput_batch_size"], "evaluate.throughput_batch_size", minimum=1),
+        throughput_repeats=_integer(raw["throughput_repeats"], "evaluate.throughput_repeats", minimum=1),
+    )
 
 
 def _parse_data(raw):

@@ -15,6 +15,8 @@ import math
 import numpy as np
 import tensorflow as tf
 import keras
+from dvclive import Live
+from dvclive.keras import DVCLiveCallback
 
 from kd.errors import ArtifactError, TrainingError
 from kd.losses import distillation_loss, hard_label_loss
@@ -106,11 +108,14 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             )
 
 
-def fit(model, spec, train, validation, seed, teacher_logits=None):
+def fit(model, spec, train, validation, seed, teacher_logits=None, curves_dir=None):
     """Train ``model`` (built from ``spec``) in place; return the Keras ``History``.
 
     ``train`` and ``validation`` are :class:`kd.data.Split`; ``teacher_logits`` (for a
-    model with a teacher) are the teacher's logits on ``train``, row for row.
+    model with a teacher) are the teacher's logits on ``train``, row for row. With
+    ``curves_dir``, DVCLive writes the per-epoch metrics there as ``dvc plots`` data
+    (``train/loss``, ``eval/accuracy``, and for a distilled model ``train/hard_loss`` and
+    ``train/soft_loss``).
     """
     if (teacher_logits is None) != (spec.distillation is None):
         raise ValueError(f"model {spec.name!r}: teacher logits given iff the model has a teacher")
@@ -123,6 +128,10 @@ def fit(model, spec, train, validation, seed, teacher_logits=None):
                 "Were they computed on another version of data/train.npz? Rerun its stage."
             )
         targets += (teacher_logits.astype(np.float32),)
+    callbacks = [StopOnNonFiniteLoss(spec.name)]
+    if curves_dir is not None:
+        # dvc.yaml declares the plots itself, and `dvc repro` owns the experiment.
+        callbacks.append(DVCLiveCallback(live=Live(str(curves_dir), dvcyaml=False, save_dvc_exp=False)))
     trainer = DistillationTrainer(model, spec.distillation)
     trainer.compile(optimizer=build_optimizer(spec))
     history = trainer.fit(
@@ -130,7 +139,7 @@ def fit(model, spec, train, validation, seed, teacher_logits=None):
         validation_data=batches(validation.inputs(), validation.y, batch_size=PREDICT_BATCH_SIZE),
         epochs=spec.epochs,
         shuffle=False,  # the pipeline above shuffles, seeded
-        callbacks=[StopOnNonFiniteLoss(spec.name)],
+        callbacks=callbacks,
         verbose=2,  # one line per epoch: readable in DVC's log
     )
     return history

@@ -1,0 +1,153 @@
+"""Put every model side by side: what it keeps (accuracy) and what it costs.
+
+Ratios are taken against the *reference teacher*: the first model of ``train:`` that
+teaches another model (``teacher`` in the default params). A distilled model is also
+compared with every other model of the same architecture (for ``student``: the
+``student_scratch`` and ``student_direct`` controls), as ``gain_vs_<model>``: its
+accuracy minus theirs.
+"""
+
+from pathlib import Path
+
+PER_MODEL_KEYS = ("accuracy", "errors", "params", "flops", "size_bytes")
+
+
+def reference_teacher(params):
+    """The model the ratios are taken against, or None when nothing is distilled."""
+    teachers = {spec.teacher for spec in params.models.values() if spec.teacher}
+    roots = [name for name, spec in params.models.items() if spec.teacher is None and name in teachers]
+    return roots[0] if roots else None
+
+
+def compare(params, metrics, latencies):
+    """Build the comparison: ``{model: {...}}`` from per-model metrics and latencies."""
+    reference = reference_teacher(params)
+    base = metrics.get(reference)
+    comparison = {}
+    for name, spec in params.models.items():
+        row = {key: metrics[name][key] for key in PER_MODEL_KEYS}
+        row.update(
+            teacher=spec.teacher or "",
+            architecture=spec.architecture,
+            latency_ms_batch1=latencies[name]["latency_ms_batch1"],
+            throughput_per_s=latencies[name]["throughput_per_s"],
+        )
+        if base is not None:
+            row["accuracy_drop_vs_teacher"] = base["accuracy"] - row["accuracy"]
+            row["params_compression"] = base["params"] / row["params"]
+            if base["flops"] and row["flops"]:
+                row["flops_compression"] = base["flops"] / row["flops"]
+        if spec.teacher is not None:
+            for other, other_spec in params.models.items():
+                if other != name and other_spec.architecture == spec.architecture:
+                    row[f"gain_vs_{other}"] = row["accuracy"] - metrics[other]["accuracy"]
+        comparison[name] = row
+    return comparison
+
+
+def markdown(comparison, measured_on):
+    """The comparison as a Markdown table, with the machine the latencies were taken on."""
+    header = (
+        "| model | teacher | test accuracy | errors | params | FLOPs (MACs) | latency, batch 1 | "
+        "throughput | size | accuracy vs teacher | FLOPs ÷ | params ÷ |"
+    )
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for name, row in comparison.items():
+        flops = f"{row['flops']:,}" if row["flops"] is not None else "n/a"
+        lines.append(
+            f"| {name} | {row['teacher'] or '—'} | {100 * row['accuracy']:.2f} % | {row['errors']} | "
+            f"{row['params']:,} | {flops} | {row['latency_ms_batch1']:.3f} ms | "
+            f"{row['throughput_per_s']:,.0f}/s | {row['size_bytes'] / 1e6:.2f} MB | "
+            f"{_points(row.get('accuracy_drop_vs_teacher'), negate=True)} | "
+            f"{_times(row.get('flops_compression'))} | {_times(row.get('params_compression'))} |"
+        )
+    gains = [
+        f"- `{name}` vs `{key[len('gain_vs_'):]}`: {_points(value)}"
+        for name, row in comparison.items()
+        for key, value in row.items()
+        if key.startswith("gain_vs_")
+    ]
+    text = "\n".join(lines) + "\n"
+    if gains:
+        text += "\nTest-accuracy gain of each distilled model over the models of its architecture:\n\n"
+        text += "\n".join(gains) + "\n"
+    text += (
+        f"\nLatency: median of {measured_on['latency_repeats']} batch-1 calls after "
+        f"{measured_on['latency_warmup']} warm-up calls; throughput: median of "
+        f"{measured_on['throughput_repeats']} calls at batch {measured_on['throughput_batch_size']}. "
+        f"Measured on {measured_on['cpu']}, {measured_on['cores']} cores, TensorFlow {measured_on['tensorflow']}.\n"
+    )
+    return text
+
+
+def plot_accuracy_vs_flops(comparison, path):
+    """Test accuracy against FLOPs (log scale), one labelled point per model, as PNG."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for name, row in comparison.items():
+        if row["flops"] is None:
+            continue
+        axes.scatter(row["flops"], 100 * row["accuracy"], s=40)
+        axes.annotate(name, (row["flops"], 100 * row["accuracy"]), textcoords="offset points", xytext=(6, 4))
+    axes.set_xscale("log")
+    axes.set_xlabel("FLOPs per image (multiply-accumulates, log scale)")
+    axes.set_ylabel("test accuracy (%)")
+    axes.set_title("What each model keeps for what it costs")
+    axes.grid(True, which="both", alpha=0.3)
+    _save(figure, path)
+
+
+def plot_curves(curves, path, ylabel):
+    """One line per model: ``curves`` maps model name to ``(epochs, values)``; PNG."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for name, (epochs, values) in curves.items():
+        axes.plot(epochs, values, marker="o", markersize=3, label=name)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(ylabel)
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    _save(figure, path)
+
+
+def read_curves(curves_dir, metric):
+    """``(epochs, values)`` of one metric (e.g. ``eval/accuracy``) from a DVCLive folder."""
+    import numpy as np
+
+    from kd.errors import ArtifactError
+
+    path = Path(curves_dir) / "plots" / "metrics" / f"{metric}.tsv"
+    try:
+        table = np.loadtxt(path, delimiter="\t", skiprows=1, ndmin=2)
+    except (OSError, ValueError) as error:
+        raise ArtifactError(f"training curve {path} is missing or unreadable: {error}") from None
+    return table[:, 0] + 1, table[:, 1]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path):
+    from kd.artifacts import atomic_path
+
+    with atomic_path(Path(path)) as temporary:
+        # Fixed metadata so that the same numbers give the same bytes.
+        figure.savefig(temporary, dpi=110, bbox_inches="tight", metadata={"Software": None})
+    _pyplot().close(figure)
+
+
+def _points(value, negate=False):
+    if value is None:
+        return "—"
+    value = -value if negate else value
+    return f"{100 * value:+.2f} pt"
+
+
+def _times(value):
+    return "—" if value is None else f"{value:.1f}×"
