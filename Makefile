@@ -4,7 +4,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: repro test dag clean-venv
+.PHONY: repro test dag readme clean-venv
 
 $(VENV)/installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -25,3 +25,8 @@ dag: $(VENV)/installed
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Paste the comparison table written by the last `dvc repro` into the README.
+readme: $(VENV)/installed
+	$(PYTHON) -c "import re, pathlib; readme = pathlib.Path('README.md'); table = pathlib.Path('reports/comparison.md').read_text(); \
+	readme.write_text(re.sub(r'(<!-- comparison:start -->\n).*?(<!-- comparison:end -->)', lambda m: m[1] + table + m[2], readme.read_text(), flags=re.S))"

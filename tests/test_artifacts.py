@@ -58,3 +58,17 @@ def test_missing_and_corrupt_artifacts_are_named(tmp_path):
         load_array(tmp_path / "ta.logits.npy", "logits")
     save_array(tmp_path / "ok.npy", np.ones((3, 2), np.float32))
     assert load_array(tmp_path / "ok.npy", "logits").shape == (3, 2)
+
+
+def test_corrupt_logits_are_named(tmp_path):
+    (tmp_path / "teacher.npy").write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(ArtifactError, match="logits of teacher 'teacher' .*corrupt"):
+        load_array(tmp_path / "teacher.npy", "logits of teacher 'teacher'")
+
+
+def test_a_model_carrying_code_is_not_loaded(tmp_path):
+    # A Lambda layer would run code from the file; safe mode refuses to deserialize it.
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Lambda(lambda x: x * 2)])
+    model.save(tmp_path / "lambda.keras")
+    with pytest.raises(ArtifactError, match="cannot be loaded"):
+        load_model(tmp_path / "lambda.keras")

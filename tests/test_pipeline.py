@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,57 @@ def test_pipeline_end_to_end(repo):
     assert "metrics/teacher.json" not in diff  # its model did not change, nor its numbers
     params_diff = json.loads(run(["dvc", "params", "diff", "--json"], repo, stdout_only=True))
     assert params_diff["params.yaml"]["distill.student.temperature"] == {"old": 4.0, "new": 2.0, "diff": -2.0}
+    commit(repo, "student at T=2")
+
+    # A smaller architecture for the student alone: its params and FLOPs move, nothing else reruns.
+    set_params(repo, {
+        "architectures.fc_small": [{"class_name": "Flatten"},
+                                   {"class_name": "Dense", "config": {"units": 64, "activation": "relu"}}],
+        "distill.student.architecture": "fc_small",
+    })
+    assert stages_run(run(["dvc", "repro"], repo)) == ["distill@student", "evaluate"]
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo, stdout_only=True))["metrics/student.json"]
+    assert diff["params"]["new"] == 784 * 64 + 64 + 64 * 10 + 10
+    assert diff["flops"]["new"] < diff["flops"]["old"]
+
+
+def metrics_bytes(repo):
+    return {p.name: p.read_bytes() for p in sorted((repo / "metrics").glob("*.json")) if p.name != "comparison.json"}
+
+
+def test_same_params_same_metrics_other_seed_other_results(repo):
+    run(["dvc", "repro"], repo)
+    before = metrics_bytes(repo)
+    rerun = run(["dvc", "repro", "--force", "--no-run-cache"], repo)
+    assert "train@teacher" in stages_run(rerun) and "evaluate" in stages_run(rerun)
+    assert metrics_bytes(repo) == before  # comparison.json holds latencies, which are measured
+
+    teacher_logits = (repo / "logits" / "teacher.npy").read_bytes()
+    set_params(repo, {"seed": 1})
+    run(["dvc", "repro", "train@teacher"], repo)
+    assert (repo / "logits" / "teacher.npy").read_bytes() != teacher_logits
+    set_params(repo, {"seed": 0})
+
+
+def test_a_killed_stage_leaves_nothing_and_reruns(repo):
+    run(["dvc", "repro"], repo)
+    set_params(repo, {"train.student_scratch.epochs": 500})
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    process = subprocess.Popen(["dvc", "repro"], cwd=repo, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if line.startswith("Epoch 3/"):
+            break
+    os.killpg(process.pid, signal.SIGTERM)
+    process.communicate(timeout=60)
+    assert process.returncode != 0, "".join(seen)[-2000:]
+    leftovers = sorted(p.name for d in ("models", "logits") for p in (repo / d).iterdir())
+    assert "student_scratch.keras" not in leftovers and "student_scratch.npy" not in leftovers
+    assert not [name for name in leftovers if name.startswith(".tmp")]
+
+    set_params(repo, {"train.student_scratch.epochs": 2})
+    assert "train@student_scratch" in stages_run(run(["dvc", "repro"], repo))
+    assert (repo / "models" / "student_scratch.keras").is_file()
+    assert "up to date" in run(["dvc", "status"], repo)

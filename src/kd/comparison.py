@@ -90,6 +90,11 @@ def plot_accuracy_vs_flops(comparison, path):
         axes.scatter(row["flops"], 100 * row["accuracy"], s=40)
         axes.annotate(name, (row["flops"], 100 * row["accuracy"]), textcoords="offset points", xytext=(6, 4))
     axes.set_xscale("log")
+    from matplotlib.ticker import EngFormatter, LogLocator
+
+    axes.xaxis.set_minor_locator(LogLocator(subs=(2, 5)))
+    axes.xaxis.set_major_formatter(EngFormatter())
+    axes.xaxis.set_minor_formatter(EngFormatter())
     axes.set_xlabel("FLOPs per image (multiply-accumulates, log scale)")
     axes.set_ylabel("test accuracy (%)")
     axes.set_title("What each model keeps for what it costs")
@@ -145,7 +150,7 @@ def _save(figure, path):
 def _points(value, negate=False):
     if value is None:
         return "—"
-    value = -value if negate else value
+    value = (-value if negate else value) + 0.0  # + 0.0 turns -0.0 into 0.0
     return f"{100 * value:+.2f} pt"
 
 

@@ -1,0 +1,184 @@
+"""Benchmark: seconds per training step of distillation variants, as ratios to a plain student step.
+
+For two model pairs — seed 002's (conv teacher -> fully connected student, batch 256) and
+seed 000's (conv 256/512 teacher -> conv 16/32 student, batch 64) — times, in one process:
+
+- plain:           the student alone, Keras's own compiled step on hard labels;
+- ours:            kd's distillation step (teacher logits precomputed, fed beside the labels);
+- keras_io:        seed 000's keras.io ``Distiller``, ported to Keras 3 (teacher forward every step);
+- keras_distiller: ``keras.distillation.Distiller`` with ``LogitsDistillation(loss=KLDivergence())``.
+
+Variants are timed round-robin (so drift in the machine's speed hits all of them alike),
+after warm-up; each round times a block of steps and the median round is reported.
+Prints a table and, as its last line, one JSON object of ratios to the plain step.
+
+    python bench/distill_step.py [--rounds 7] [--steps 20]
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from kd.params import Distillation, load_params  # noqa: E402
+from kd.models import build_model  # noqa: E402
+from kd.training import DistillationTrainer, batches  # noqa: E402
+
+TEMPERATURE, SOFT_TARGET_WEIGHT = 4.0, 0.5
+
+
+class KerasIoDistiller(keras.Model):
+    """Seed 000's keras.io Distiller, ported to Keras 3 (own metric trackers, optimizer.apply)."""
+
+    def __init__(self, student, teacher):
+        super().__init__()
+        self.teacher, self.student = teacher, student
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    def compile(self, optimizer, student_loss_fn, distillation_loss_fn, alpha, temperature):
+        super().compile(optimizer=optimizer)
+        self.student_loss_fn, self.distillation_loss_fn = student_loss_fn, distillation_loss_fn
+        self.alpha, self.temperature = alpha, temperature
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.accuracy]
+
+    def call(self, x, training=False):
+        return self.student(x, training=training)
+
+    def train_step(self, data):
+        x, y = data
+        teacher_predictions = self.teacher(x, training=False)
+        with tf.GradientTape() as tape:
+            student_predictions = self.student(x, training=True)
+            student_loss = self.student_loss_fn(y, student_predictions)
+            distillation_loss = self.distillation_loss_fn(
+                tf.nn.softmax(teacher_predictions / self.temperature, axis=1),
+                tf.nn.softmax(student_predictions / self.temperature, axis=1),
+            ) * self.temperature**2
+            loss = self.alpha * student_loss + (1 - self.alpha) * distillation_loss
+        variables = self.student.trainable_variables
+        self.optimizer.apply(tape.gradient(loss, variables), variables)
+        self.loss_tracker.update_state(loss)
+        self.accuracy.update_state(y, student_predictions)
+        return {m.name: m.result() for m in self.metrics}
+
+
+def seed000_models():
+    def conv(filters_1, filters_2, name):
+        return keras.Sequential(
+            [
+                keras.Input(shape=(28, 28, 1)),
+                keras.layers.Conv2D(filters_1, (3, 3), strides=(2, 2), padding="same"),
+                keras.layers.LeakyReLU(negative_slope=0.2),
+                keras.layers.MaxPooling2D(pool_size=(2, 2), strides=(1, 1), padding="same"),
+                keras.layers.Conv2D(filters_2, (3, 3), strides=(2, 2), padding="same"),
+                keras.layers.Flatten(),
+                keras.layers.Dense(10),
+            ],
+            name=name,
+        )
+
+    return (lambda: conv(256, 512, "teacher")), (lambda: conv(16, 32, "student"))
+
+
+def seed002_models():
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    return (
+        lambda: build_model(params.model("teacher"), (28, 28, 1), 10),
+        lambda: build_model(params.model("student"), (28, 28, 1), 10),
+    )
+
+
+def variants(make_teacher, make_student, x, y, batch_size):
+    """``{name: (compiled model, infinite dataset)}``, each with a fresh student, same seed."""
+    teacher = make_teacher()
+    teacher_logits = teacher.predict(x, batch_size=1024, verbose=0)
+    scce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def fresh_student():
+        keras.utils.set_random_seed(0)
+        return make_student()
+
+    plain = fresh_student()
+    plain.compile(optimizer=keras.optimizers.Adam(1e-3), loss=scce, metrics=["accuracy"])
+
+    ours = DistillationTrainer(fresh_student(), Distillation("teacher", TEMPERATURE, SOFT_TARGET_WEIGHT))
+    ours.compile(optimizer=keras.optimizers.Adam(1e-3))
+
+    keras_io = KerasIoDistiller(fresh_student(), teacher)
+    keras_io.compile(keras.optimizers.Adam(1e-3), scce, keras.losses.KLDivergence(),
+                     alpha=1 - SOFT_TARGET_WEIGHT, temperature=TEMPERATURE)
+
+    keras_distiller = keras.distillation.Distiller(
+        teacher=teacher,
+        student=fresh_student(),
+        distillation_losses=keras.distillation.LogitsDistillation(
+            temperature=TEMPERATURE, loss=keras.losses.KLDivergence()
+        ),
+        student_loss_weight=1 - SOFT_TARGET_WEIGHT,
+    )
+    keras_distiller.compile(optimizer=keras.optimizers.Adam(1e-3), loss=scce)
+
+    hard = batches(x, y, batch_size=batch_size, shuffle_seed=0).repeat()
+    soft = batches(x, y, teacher_logits, batch_size=batch_size, shuffle_seed=0).repeat()
+    return {
+        "plain": (plain, hard),
+        "ours": (ours, soft),
+        "keras_io": (keras_io, hard),
+        "keras_distiller": (keras_distiller, hard),
+    }
+
+
+def time_pair(make_teacher, make_student, batch_size, rounds, steps):
+    rng = np.random.default_rng(0)
+    n = batch_size * 8
+    x = rng.random((n, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, size=n)
+    runs = variants(make_teacher, make_student, x, y, batch_size)
+    for model, data in runs.values():  # warm-up: tracing, compilation, caches
+        model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+    seconds = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, (model, data) in runs.items():
+            start = time.perf_counter()
+            model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+            seconds[name].append((time.perf_counter() - start) / steps)
+    return {name: statistics.median(times) for name, times in seconds.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=7, help="timed blocks per variant (median reported)")
+    parser.add_argument("--steps", type=int, default=20, help="training steps per timed block")
+    args = parser.parse_args()
+
+    pairs = {
+        "seed002": (*seed002_models(), 256),
+        "seed000": (*seed000_models(), 64),
+    }
+    ratios = {}
+    print(f"machine: {platform.processor() or platform.machine()}, TensorFlow {tf.__version__}, "
+          f"Keras {keras.__version__}; {args.rounds} rounds of {args.steps} steps per variant")
+    print(f"{'pair':8} {'variant':16} {'ms/step':>9} {'ratio':>7}")
+    for pair, (make_teacher, make_student, batch_size) in pairs.items():
+        per_step = time_pair(make_teacher, make_student, batch_size, args.rounds, args.steps)
+        ratios[pair] = {name: round(t / per_step["plain"], 2) for name, t in per_step.items() if name != "plain"}
+        for name, t in per_step.items():
+            print(f"{pair:8} {name:16} {1000 * t:9.2f} {t / per_step['plain']:7.2f}")
+    print(json.dumps(ratios))
+
+
+if __name__ == "__main__":
+    main()
