@@ -34,7 +34,7 @@ def main(argv=None):
     from dataclasses import asdict
 
     from kd.artifacts import atomic_path, load_model, write_json
-    from kd.comparison import compare, markdown, plot_accuracy_vs_flops, plot_curves, read_curves
+    from kd.comparison import compare, markdown, write_plots
     from kd.data import load_split
     from kd.evaluation import test_metrics
     from kd.profiling import machine, measure_latency, profile
@@ -63,12 +63,8 @@ def main(argv=None):
     with atomic_path(Path(args.reports) / "comparison.md") as temporary:
         temporary.write_text(markdown(comparison, measured_on))
 
-    write_json(plots_dir / "accuracy_vs_flops.json",
-               [{"model": name, "flops": row["flops"], "accuracy": row["accuracy"]} for name, row in comparison.items()])
-    plot_accuracy_vs_flops(comparison, plots_dir / "accuracy_vs_flops.png")
-    for metric, label in (("accuracy", "validation accuracy"), ("loss", "validation loss (hard labels)")):
-        curves = {name: read_curves(Path(args.curves) / name, f"eval/{metric}") for name in params.models}
-        plot_curves(curves, plots_dir / f"validation_{metric}.png", label)
+    write_plots(comparison, args.curves, plots_dir)
+
 
 if __name__ == "__main__":
     run_stage(main)

@@ -96,6 +96,12 @@ def test_pipeline_end_to_end(repo):
     assert "gain_vs_student_scratch" in comparison["student"]
     for name in ("accuracy_vs_flops.png", "accuracy_vs_flops.json", "validation_accuracy.png"):
         assert (repo / "plots" / name).is_file()
+    validation = json.loads((repo / "plots" / "curves" / "validation_accuracy.json").read_text())
+    assert {row["model"] for row in validation} == set(MODELS)
+    soft = json.loads((repo / "plots" / "curves" / "train_soft_loss.json").read_text())
+    assert {row["model"] for row in soft} == DISTILLED
+    rendered = run(["dvc", "plots", "show", "--json"], repo, stdout_only=True)
+    assert "plots/curves/validation_accuracy.json" in rendered and "plots/accuracy_vs_flops.json" in rendered
     assert "| student |" in (repo / "reports" / "comparison.md").read_text()
     shown = run(["dvc", "metrics", "show"], repo)
     assert "metrics/student.json" in shown and "flops" in shown

@@ -115,6 +115,39 @@ def plot_curves(curves, path, ylabel):
     _save(figure, path)
 
 
+CURVES = ("eval/accuracy", "eval/loss", "train/accuracy", "train/loss", "train/hard_loss", "train/soft_loss")
+
+
+def write_plots(comparison, curves_root, folder):
+    """Write ``folder``'s plots: data that ``dvc plots show`` renders, and PNGs for the README.
+
+    - ``accuracy_vs_flops.json`` / ``.png``: test accuracy against FLOPs, one point per model;
+    - ``curves/<split>_<metric>.json``: one per-epoch metric of every model, long format
+      (``model``, ``epoch``, ``value``), drawn one line per model;
+    - ``validation_accuracy.png``, ``validation_loss.png``: the same for the README.
+    """
+    from kd.artifacts import write_json
+
+    folder = Path(folder)
+    write_json(folder / "accuracy_vs_flops.json",
+               [{"model": name, "flops": row["flops"], "accuracy": row["accuracy"]} for name, row in comparison.items()])
+    plot_accuracy_vs_flops(comparison, folder / "accuracy_vs_flops.png")
+    for metric in CURVES:
+        distilled_only = metric in ("train/hard_loss", "train/soft_loss")
+        curves = {}
+        for name in comparison:
+            if distilled_only and not comparison[name]["teacher"]:
+                continue
+            curves[name] = read_curves(Path(curves_root) / name, metric)
+        split, quantity = metric.split("/")
+        label = f"{'validation' if split == 'eval' else 'train'}_{quantity}"
+        rows = [{"model": name, "epoch": int(epoch), "value": float(value)}
+                for name, (epochs, values) in curves.items() for epoch, value in zip(epochs, values)]
+        write_json(folder / "curves" / f"{label}.json", rows)
+        if split == "eval":
+            plot_curves(curves, folder / f"{label}.png", label.replace("_", " "))
+
+
 def read_curves(curves_dir, metric):
     """``(epochs, values)`` of one metric (e.g. ``eval/accuracy``) from a DVCLive folder."""
     import numpy as np
