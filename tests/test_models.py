@@ -35,3 +35,9 @@ def test_layer_config_keras_rejects_names_model_and_position(raw_params):
     spec = parse_params(raw_params).model("student")
     with pytest.raises(ParamsError, match=r"architectures\.fc_student\[1\] \(model 'student', Dense\)"):
         build_model(spec, (28, 28, 1), 10)
+
+
+def test_images_too_small_for_the_architecture_name_the_layer(raw_params):
+    spec = parse_params(raw_params).model("teacher")
+    with pytest.raises(ParamsError, match=r"architectures\.teacher_cnn\[2\] \(model 'teacher', Conv2D\): the layer cannot take its input"):
+        build_model(spec, (4, 4, 1), 10)
