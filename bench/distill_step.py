@@ -148,12 +148,12 @@ def time_pair(make_teacher, make_student, batch_size, rounds, steps):
     y = rng.integers(0, 10, size=n)
     runs = variants(make_teacher, make_student, x, y, batch_size)
     for model, data in runs.values():  # warm-up: tracing, compilation, caches
-        model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+        model.fit(data, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
     seconds = {name: [] for name in runs}
     for _ in range(rounds):
         for name, (model, data) in runs.items():
             start = time.perf_counter()
-            model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+            model.fit(data, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
             seconds[name].append((time.perf_counter() - start) / steps)
     return {name: statistics.median(times) for name, times in seconds.items()}
 
