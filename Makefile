@@ -4,7 +4,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: repro test bench dag readme clean-venv
+.PHONY: repro test bench dag readme ci-repro verify report clean-venv
 
 $(VENV)/installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -34,3 +34,21 @@ clean-venv:
 readme: $(VENV)/installed
 	$(PYTHON) -c "import re, pathlib; readme = pathlib.Path('README.md'); table = pathlib.Path('reports/comparison.md').read_text(); \
 	readme.write_text(re.sub(r'(<!-- comparison:start -->\n).*?(<!-- comparison:end -->)', lambda m: m[1] + table + m[2], readme.read_text(), flags=re.S))"
+
+# CI: the pipeline on the small config of ci/params-overrides.txt, applied with `dvc exp run -S`.
+ci-repro: $(VENV)/installed
+	dvc exp run $$(grep -v '^#' ci/params-overrides.txt | sed 's/^/-S /')
+
+# Fails when any stage is out of date or any output is missing.
+verify:
+	dvc status --quiet || { dvc status; echo "stage outputs missing or out of date"; exit 1; }
+
+# A Markdown report of what moved against BASE (a git revision): metrics, params, comparison.
+BASE ?= HEAD
+report:
+	@echo "## Metrics ($(BASE) → workspace)"; echo
+	@dvc metrics diff $(BASE) --md
+	@echo; echo "## Params ($(BASE) → workspace)"; echo
+	@dvc params diff $(BASE) --md
+	@echo; echo "## Comparison"; echo
+	@cat reports/comparison.md

@@ -1,0 +1,72 @@
+"""The CI workflow is valid and calls only make and DVC; `make report` shows what moved."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from conftest import ROOT
+
+WORKFLOW = ROOT / ".github" / "workflows" / "pipeline.yml"
+
+
+def test_workflow_is_valid_github_actions_yaml():
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as True
+    assert {"push", "pull_request"} <= set(triggers)
+    (job,) = workflow["jobs"].values()
+    assert job["runs-on"]
+    steps = job["steps"]
+    assert all(("uses" in step) != ("run" in step) for step in steps)
+    commands = [step["run"] for step in steps if "run" in step]
+    assert all(command.split()[0] in ("make", "dvc") for command in commands), commands
+    assert "make test" in commands and "make ci-repro" in commands and "make verify" in commands
+    assert any(command.startswith("make report") and "GITHUB_STEP_SUMMARY" in command for command in commands)
+
+
+def test_ci_overrides_name_real_params():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    lines = [line for line in (ROOT / "ci" / "params-overrides.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert lines
+    for line in lines:
+        key, _ = line.split("=", 1)
+        node = params
+        for part in key.split("."):
+            assert part in node, f"{key} is not a key of params.yaml"
+            node = node[part]
+
+
+def git(repo, *args):
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True,
+                   capture_output=True)
+
+
+def test_report_shows_the_changed_metric(tmp_path):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    repo = tmp_path / "repo"
+    (repo / "metrics").mkdir(parents=True)
+    (repo / "reports").mkdir()
+    git(repo, "init", "-q")
+    subprocess.run(["dvc", "init", "-q"], cwd=repo, env=env, check=True)
+    (repo / "dvc.yaml").write_text("stages:\n  s:\n    cmd: 'true'\n    params: [temperature]\nmetrics:\n  - metrics\n")
+    (repo / "params.yaml").write_text("temperature: 4.0\n")
+    (repo / "metrics" / "student.json").write_text(json.dumps({"accuracy": 0.9859, "errors": 141}))
+    (repo / "reports" / "comparison.md").write_text("| model | test accuracy |\n|---|---|\n| student | 98.59 % |\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "base")
+    (repo / "params.yaml").write_text("temperature: 2.0\n")
+    (repo / "metrics" / "student.json").write_text(json.dumps({"accuracy": 0.9848, "errors": 152}))
+    git(repo, "commit", "-qam", "change")
+
+    result = subprocess.run(["make", "-s", "-f", str(ROOT / "Makefile"), "report", "BASE=HEAD~1"],
+                            cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = result.stdout
+    assert "## Metrics" in report and "metrics/student.json" in report
+    assert "0.9859" in report and "0.9848" in report and "errors" in report
+    assert "temperature" in report and "4.0" in report and "2.0" in report
+    assert "| student | 98.59 % |" in report
