@@ -179,3 +179,23 @@ def test_a_killed_stage_leaves_nothing_and_reruns(repo):
     assert "train@student_scratch" in stages_run(run(["dvc", "repro"], repo))
     assert (repo / "models" / "student_scratch.keras").is_file()
     assert "up to date" in run(["dvc", "status"], repo)
+
+
+def test_a_student_sweep_retrains_only_the_student(repo):
+    run(["dvc", "repro"], repo)
+    commit(repo, "baseline for the sweep")
+    run(["dvc", "exp", "run", "--queue", "-S", "distill.student.temperature=1,8"], repo)
+    swept = run(["dvc", "exp", "run", "--run-all", "-j", "1"], repo)
+    # Teacher and TA are unchanged: each experiment reruns the student and the evaluation only.
+    assert stages_run(swept) == ["distill@student", "evaluate"]
+    assert swept.count("Running stage 'distill@student'") == 2
+
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo, stdout_only=True))
+    experiments = [rev for baseline in shown for exp in (baseline.get("experiments") or []) for rev in exp["revs"]]
+    by_temperature = {
+        rev["data"]["params"]["params.yaml"]["data"]["distill"]["student"]["temperature"]:
+            rev["data"]["metrics"]["metrics/student.json"]["data"]
+        for rev in experiments
+    }
+    assert set(by_temperature) == {1, 8}
+    assert by_temperature[1] != by_temperature[8]
