@@ -43,9 +43,10 @@ def main(argv=None):
 
     models_dir, metrics_dir, plots_dir = Path(args.models), Path(args.metrics), Path(args.plots)
     test = load_split(Path(args.data) / "test.npz")
+    x_test = test.inputs()
     paths = {name: models_dir / f"{name}.keras" for name in params.models}
     models = {name: load_model(path, f"model {name!r}") for name, path in paths.items()}
-    logits = {name: predict_logits(model, test.inputs()) for name, model in models.items()}
+    logits = {name: predict_logits(model, x_test) for name, model in models.items()}
 
     metrics, latencies = {}, {}
     for name, spec in params.models.items():
@@ -54,7 +55,7 @@ def main(argv=None):
             print(f"{name}: FLOPs not counted: {note}")
         metrics[name] = {**test_metrics(logits[name], test.y, logits.get(spec.teacher)), **cost, **provenance(params.seed)}
         write_json(metrics_dir / f"{name}.json", metrics[name])
-        latencies[name] = measure_latency(models[name], test.inputs()[:1], params.evaluate)
+        latencies[name] = measure_latency(models[name], x_test[:1], params.evaluate)
         print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in {**metrics[name], **latencies[name]}.items() if k != "versions"))
 
     comparison = compare(params, metrics, latencies)
