@@ -11,8 +11,10 @@ All models are measured in one process, so their latencies compare fairly.
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
+STARTED = time.perf_counter()  # the stage's wall time, imports included
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from kd.errors import run_stage  # noqa: E402
@@ -28,6 +30,7 @@ def main(argv=None):
     parser.add_argument("--metrics", default="metrics", help="folder for <model>.json and comparison.*")
     parser.add_argument("--plots", default="plots", help="folder for the comparison plots")
     parser.add_argument("--reports", default="reports", help="folder for comparison.md")
+    parser.add_argument("--timings", default="timings", help="folder for <stage>.json with the wall time")
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
@@ -38,12 +41,12 @@ def main(argv=None):
     from kd.data import load_split
     from kd.evaluation import test_metrics
     from kd.profiling import machine, measure_latency, profile
-    from kd.provenance import provenance
+    from kd.provenance import provenance, write_timing
     from kd.training import predict_logits
 
     models_dir, metrics_dir, plots_dir = Path(args.models), Path(args.metrics), Path(args.plots)
     test = load_split(Path(args.data) / "test.npz")
-    x_test = test.inputs()
+    x_test = test.inputs
     paths = {name: models_dir / f"{name}.keras" for name in params.models}
     models = {name: load_model(path, f"model {name!r}") for name, path in paths.items()}
     logits = {name: predict_logits(model, x_test) for name, model in models.items()}
@@ -65,6 +68,7 @@ def main(argv=None):
         temporary.write_text(markdown(comparison, measured_on))
 
     write_plots(comparison, args.curves, plots_dir)
+    write_timing(Path(args.timings) / "evaluate.json", STARTED)
 
 
 if __name__ == "__main__":

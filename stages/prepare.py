@@ -2,19 +2,23 @@
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
+STARTED = time.perf_counter()  # the stage's wall time, imports included
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from kd.data import read_source, split, write_splits  # noqa: E402
 from kd.errors import run_stage  # noqa: E402
 from kd.params import load_params  # noqa: E402
+from kd.provenance import write_timing  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", default="data", help="folder for the split files")
+    parser.add_argument("--timings", default="timings", help="folder for <stage>.json with the wall time")
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
@@ -22,6 +26,7 @@ def main(argv=None):
     write_splits(splits, args.out)
     for name, part in splits.items():
         print(f"{name}: {len(part)} images of shape {part.x.shape[1:]}, {part.num_classes} classes")
+    write_timing(Path(args.timings) / "prepare.json", STARTED)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ Writes the model (models/<name>.keras), its logits on the training split
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
+STARTED = time.perf_counter()  # the stage's wall time, imports included
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from kd.errors import run_stage  # noqa: E402
@@ -23,6 +25,7 @@ def main(argv=None):
     parser.add_argument("--models", default="models", help="folder of model files")
     parser.add_argument("--logits", default="logits", help="folder of training-set logits")
     parser.add_argument("--curves", default="dvclive", help="folder of per-model DVCLive curves")
+    parser.add_argument("--timings", default="timings", help="folder for <stage>.json with the wall time")
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
@@ -31,7 +34,8 @@ def main(argv=None):
     from kd.artifacts import load_array, save_array, save_model
     from kd.data import load_split
     from kd.models import build_model
-    from kd.training import fit, predict_logits, seed_everything
+    from kd.provenance import write_timing
+    from kd.training import fit, predict_logits, seed_everything, training_scope
 
     models, logits = Path(args.models), Path(args.logits)
     train, validation = load_split(Path(args.data) / "train.npz"), load_split(Path(args.data) / "validation.npz")
@@ -44,11 +48,13 @@ def main(argv=None):
         print(f"{spec.name}: training on hard labels")
 
     seed_everything(params.seed)
-    model = build_model(spec, train.x.shape[1:], train.num_classes)
-    model.summary()
-    fit(model, spec, train, validation, params.seed, teacher_logits, curves_dir=Path(args.curves) / spec.name)
+    with training_scope(spec):
+        model = build_model(spec, train.x.shape[1:], train.num_classes)
+        model.summary()
+        fit(model, spec, train, validation, params.seed, teacher_logits, curves_dir=Path(args.curves) / spec.name)
     save_model(model, models / f"{spec.name}.keras")
-    save_array(logits / f"{spec.name}.npy", predict_logits(model, train.inputs()))
+    save_array(logits / f"{spec.name}.npy", predict_logits(model, train.inputs))
+    write_timing(Path(args.timings) / f"{'distill' if spec.teacher else 'train'}@{spec.name}.json", STARTED)
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ def test_splits_round_trip_through_files(tmp_path):
     write_splits(parts, tmp_path)
     loaded = load_split(tmp_path / "train.npz")
     assert np.array_equal(loaded.x, parts["train"].x) and loaded.num_classes == 3
-    assert loaded.inputs().dtype == np.float32 and loaded.inputs().max() <= 1.0
+    assert loaded.inputs.dtype == np.float32 and loaded.inputs.max() <= 1.0
 
 
 def write_npz(path, **arrays):

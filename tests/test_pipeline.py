@@ -92,6 +92,8 @@ def test_pipeline_end_to_end(repo):
         assert comparison[model]["accuracy"] == metrics["accuracy"]
         assert comparison[model]["latency_ms_batch1"] > 0
     assert (repo / "dvclive" / "student" / "plots" / "metrics" / "train" / "soft_loss.tsv").is_file()
+    for stage in ["prepare", "evaluate"] + [s for s in expected_stages if "@" in s]:
+        assert json.loads((repo / "timings" / f"{stage}.json").read_text())["seconds"] > 0
     assert comparison["student"]["flops"] == 1_237_941
     assert "gain_vs_student_scratch" in comparison["student"]
     for name in ("accuracy_vs_flops.png", "accuracy_vs_flops.json", "validation_accuracy.png"):

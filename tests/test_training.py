@@ -67,3 +67,67 @@ def test_a_diverging_loss_stops_training_naming_model_and_epoch(raw_params):
     model = build_model(spec, (4, 4, 1), 3)
     with pytest.raises(TrainingError, match=r"model 'teacher': the training loss became nan in epoch 1"):
         fit(model, spec, train, validation, seed=0)
+
+
+MIRRORED_SCRIPT = r"""
+import sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, sys.argv[1])
+sys.path.insert(0, sys.argv[2])
+import yaml
+from kd.models import build_model
+from kd.params import parse_params
+from kd.training import fit, seed_everything, training_scope
+from test_training import small_spec, toy_splits
+
+raw = yaml.safe_load(open(sys.argv[3]))
+spec = small_spec(raw, "student", distribution="mirrored")
+seed_everything(0)
+train, validation = toy_splits()
+teacher_logits = np.eye(3, dtype=np.float32)[train.y] * 5.0
+with training_scope(spec):
+    strategy = tf.distribute.get_strategy()
+    model = build_model(spec, (4, 4, 1), 3)
+    history = fit(model, spec, train, validation, seed=0, teacher_logits=teacher_logits)
+print("REPLICAS", strategy.num_replicas_in_sync, type(strategy).__name__)
+print("LOSS", history.history["loss"][0], history.history["loss"][-1])
+print("VAL_ACCURACY", history.history["val_accuracy"][-1])
+"""
+
+
+def test_a_distillation_step_learns_under_mirrored_strategy_on_two_cpu_devices():
+    import subprocess
+    import sys as _sys
+
+    from conftest import ROOT
+
+    result = subprocess.run(
+        [_sys.executable, "-c", MIRRORED_SCRIPT, str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "params.yaml")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if line.split(" ")[0].isupper())
+    assert lines["REPLICAS"] == "2 MirroredStrategy"
+    first, last = map(float, lines["LOSS"].split())
+    assert last < first
+    assert float(lines["VAL_ACCURACY"]) > 0.9
+
+
+def test_mixed_precision_trains_with_float32_logits(raw_params):
+    import keras
+
+    from kd.training import training_scope
+
+    seed_everything(0)
+    train, validation = toy_splits()
+    spec = small_spec(raw_params, "teacher", precision="mixed_float16")
+    with training_scope(spec):
+        model = build_model(spec, (4, 4, 1), 3)
+        history = fit(model, spec, train, validation, seed=0)
+    assert keras.config.dtype_policy().name == "float32"  # restored after the scope
+    assert model.layers[0].dtype_policy.name == "mixed_float16"
+    assert model.layers[-1].dtype_policy.name == "float32"
+    assert history.history["val_accuracy"][-1] > 0.9

@@ -15,6 +15,7 @@ validation split is carved from the training images with the seed; the test spli
 is read only by the final evaluation.
 """
 
+import functools
 import gzip
 import hashlib
 import importlib.metadata
@@ -47,8 +48,9 @@ class Split:
     def __len__(self):
         return len(self.y)
 
+    @functools.cached_property
     def inputs(self):
-        """The images as the models take them: float32, uint8 pixels scaled to [0, 1]."""
+        """The images as the models take them: float32, uint8 pixels scaled to [0, 1] (computed once)."""
         if self.x.dtype == np.uint8:
             return self.x.astype(np.float32) / 255.0
         return self.x.astype(np.float32)

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 def hard_label_loss(labels, logits):
     """Mean cross-entropy of integer ``labels`` against ``logits``."""
+    logits = tf.cast(logits, tf.float32)
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
 
 
@@ -30,6 +31,7 @@ def soft_target_loss(teacher_logits, student_logits, temperature):
 
 def distillation_loss(labels, teacher_logits, student_logits, temperature, soft_target_weight):
     """Return ``(total, hard, soft)``: the weighted loss and its two terms."""
+    student_logits = tf.cast(student_logits, tf.float32)  # float16 logits under mixed precision
     hard = hard_label_loss(labels, student_logits)
     soft = soft_target_loss(teacher_logits, student_logits, temperature)
     return soft_target_weight * soft + (1.0 - soft_target_weight) * hard, hard, soft

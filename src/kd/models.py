@@ -36,7 +36,8 @@ def build_model(spec, input_shape, num_classes):
             model.add(layer)
         except Exception as error:
             raise ParamsError(f"{where}: the layer cannot take its input: {error}") from None
-    model.add(keras.layers.Dense(num_classes, name="logits"))
+    # Logits stay float32 under mixed precision, as Keras recommends for the last layer.
+    model.add(keras.layers.Dense(num_classes, name="logits", dtype="float32"))
     return model
 
 

@@ -10,7 +10,8 @@ The file's sections:
 
 - ``seed``: one integer that seeds the split, the initial weights, dropout and shuffling.
 - ``data``: ``source``, ``validation_fraction``, ``limit``.
-- ``training``: defaults (``epochs``, ``batch_size``, ``optimizer``) for every model.
+- ``training``: defaults (``epochs``, ``batch_size``, ``optimizer``, ``distribution``,
+  ``precision``) for every model.
 - ``architectures``: named lists of Keras layer configs.
 - ``train``: models trained on the labels alone (the teacher, the scratch control).
 - ``distill``: models that learn from the model named by their ``teacher`` key.
@@ -27,7 +28,9 @@ import yaml
 
 from kd.errors import ParamsError
 
-TRAINING_KEYS = ("epochs", "batch_size", "optimizer")
+TRAINING_KEYS = ("epochs", "batch_size", "optimizer", "distribution", "precision")
+DISTRIBUTIONS = ("auto", "default", "mirrored")  # see kd.devices
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DISTILL_KEYS = ("teacher", "temperature", "soft_target_weight")
 MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -70,6 +73,8 @@ class ModelSpec:
     epochs: int
     batch_size: int
     optimizer: dict
+    distribution: str
+    precision: str
     distillation: Distillation | None
 
     @property
@@ -210,6 +215,8 @@ def _parse_model(name, key, entry, defaults, architectures, distill_keys):
         epochs=_integer(settings["epochs"], _source_key(key, entry, "epochs"), minimum=1),
         batch_size=_integer(settings["batch_size"], _source_key(key, entry, "batch_size"), minimum=1),
         optimizer=optimizer,
+        distribution=_choice(settings["distribution"], _source_key(key, entry, "distribution"), DISTRIBUTIONS),
+        precision=_choice(settings["precision"], _source_key(key, entry, "precision"), PRECISIONS),
         distillation=distillation,
     )
 
@@ -262,6 +269,12 @@ def _integer(value, key, minimum):
         raise ParamsError(f"{key}: expected an integer >= {minimum}, found {value!r}")
     if value < minimum:
         raise ParamsError(f"{key}: expected an integer >= {minimum}, found {value}")
+    return value
+
+
+def _choice(value, key, allowed):
+    if value not in allowed:
+        raise ParamsError(f"{key}: expected one of {', '.join(allowed)}, found {value!r}")
     return value
 
 

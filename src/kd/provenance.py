@@ -1,6 +1,7 @@
-"""What produced a result: the seed and the versions of the libraries, for every metrics file."""
+"""What produced a result and what it took: the seed, the library versions, a stage's wall time."""
 
 import platform
+import time
 
 
 def provenance(seed):
@@ -18,3 +19,10 @@ def provenance(seed):
             "numpy": numpy.__version__,
         },
     }
+
+
+def write_timing(path, started):
+    """Write the wall time since ``started`` (a ``time.perf_counter()``) to ``path`` as JSON."""
+    from kd.artifacts import write_json
+
+    write_json(path, {"seconds": round(time.perf_counter() - started, 1)})

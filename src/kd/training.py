@@ -10,6 +10,7 @@ Validation (each epoch, on the validation split) always uses the hard labels, so
 curves of all models are comparable.
 """
 
+import contextlib
 import math
 
 import numpy as np
@@ -18,6 +19,7 @@ import keras
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
+from kd.devices import precision_policy, strategy_for
 from kd.errors import ArtifactError, TrainingError
 from kd.losses import distillation_loss, hard_label_loss
 from kd.models import build_optimizer
@@ -75,8 +77,12 @@ class DistillationTrainer(keras.Model):
                 )
             if self.student.losses:  # weight regularizers from the layer configs
                 loss = loss + tf.add_n(self.student.losses)
+            # Replicas' gradients are summed, so each takes its share of the mean; a loss-scale
+            # optimizer (mixed precision) scales up here and unscales in `apply`.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            loss_for_gradients = self.optimizer.scale_loss(loss / replicas if replicas > 1 else loss)
         variables = self.student.trainable_variables
-        self.optimizer.apply(tape.gradient(loss, variables), variables)
+        self.optimizer.apply(tape.gradient(loss_for_gradients, variables), variables)
         self.loss_tracker.update_state(loss, sample_weight=batch)
         self.accuracy.update_state(labels, logits)
         if self.distillation is not None:
@@ -111,6 +117,9 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 def fit(model, spec, train, validation, seed, teacher_logits=None, curves_dir=None):
     """Train ``model`` (built from ``spec``) in place; return the Keras ``History``.
 
+    Call it, and build ``model``, inside ``strategy_for(spec.distribution).scope()`` and
+    after setting the precision policy (see :func:`training_scope`).
+
     ``train`` and ``validation`` are :class:`kd.data.Split`; ``teacher_logits`` (for a
     model with a teacher) are the teacher's logits on ``train``, row for row. With
     ``curves_dir``, DVCLive writes the per-epoch metrics there as ``dvc plots`` data
@@ -135,14 +144,33 @@ def fit(model, spec, train, validation, seed, teacher_logits=None, curves_dir=No
     trainer = DistillationTrainer(model, spec.distillation)
     trainer.compile(optimizer=build_optimizer(spec))
     history = trainer.fit(
-        batches(train.inputs(), *targets, batch_size=spec.batch_size, shuffle_seed=seed),
-        validation_data=batches(validation.inputs(), validation.y, batch_size=PREDICT_BATCH_SIZE),
+        batches(train.inputs, *targets, batch_size=spec.batch_size, shuffle_seed=seed),
+        validation_data=batches(validation.inputs, validation.y, batch_size=PREDICT_BATCH_SIZE),
         epochs=spec.epochs,
         shuffle=False,  # the pipeline above shuffles, seeded
         callbacks=callbacks,
         verbose=2,  # one line per epoch: readable in DVC's log
     )
     return history
+
+
+@contextlib.contextmanager
+def training_scope(spec):
+    """Set the precision policy and enter the distribution strategy of ``spec``.
+
+    Build the model and call :func:`fit` inside it: variables must be created under the
+    strategy and with the policy they will be trained with.
+    """
+    policy = precision_policy(spec.precision)
+    strategy = strategy_for(spec.distribution)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    print(f"{spec.name}: {strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__}), {policy}")
+    try:
+        with strategy.scope():
+            yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def batches(x, *targets, batch_size, shuffle_seed=None):
