@@ -103,7 +103,8 @@ def test_a_killed_stage_leaves_no_partial_output(tmp_path, raw_params, tiny_data
         if line.startswith("Epoch 3/") or time.monotonic() > deadline:
             break
     process.send_signal(signal.SIGTERM)
-    process.communicate(timeout=60)
-    assert process.returncode == 128 + signal.SIGTERM
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, output[-2000:]
+    assert "stopped by signal 15; outputs being written were discarded" in output
     leftovers = [p.name for d in ("models", "logits") if (tmp_path / d).exists() for p in (tmp_path / d).iterdir()]
     assert leftovers == []

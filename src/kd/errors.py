@@ -6,6 +6,7 @@ what was found and what was expected, never as a traceback. Anything else is a b
 and keeps its traceback.
 """
 
+import os
 import signal
 import sys
 
@@ -37,13 +38,28 @@ def run_stage(main, argv=None):
     exit that unwinds the stack like Ctrl-C does, so temporary files are removed and no
     half-written output is left behind.
     """
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGTERM, _stop_on_signal)
     try:
         main(argv)
     except KdError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    except Terminated as stop:
+        # The stack has unwound and temporary files are gone. Exit now: a normal interpreter
+        # shutdown with TensorFlow's threads still running can abort the process instead.
+        print(f"stopped by signal {stop.signum}; outputs being written were discarded", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + stop.signum)
 
 
-def _exit_on_signal(signum, frame):
-    raise SystemExit(128 + signum)
+class Terminated(BaseException):
+    """Raised in the main thread when the stage receives SIGTERM."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_on_signal(signum, frame):
+    raise Terminated(signum)
