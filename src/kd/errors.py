@@ -6,6 +6,7 @@ what was found and what was expected, never as a traceback. Anything else is a b
 and keeps its traceback.
 """
 
+import contextlib
 import os
 import signal
 import sys
@@ -35,8 +36,10 @@ def run_stage(main, argv=None):
     """Call ``main(argv)``; report a ``KdError`` as ``error: ...`` and exit with status 1.
 
     SIGTERM (what ``kill``, CI runners and ``dvc queue kill`` send) is turned into an
-    exit that unwinds the stack like Ctrl-C does, so temporary files are removed and no
-    half-written output is left behind.
+    exit that unwinds the stack, so temporary files are removed and no half-written output
+    is left behind. During training the stop waits for the end of the current batch (see
+    :func:`deferred_termination`): an exception raised from a signal handler in the middle
+    of a TensorFlow call can corrupt its memory.
     """
     signal.signal(signal.SIGTERM, _stop_on_signal)
     try:
@@ -61,5 +64,29 @@ class Terminated(BaseException):
         self.signum = signum
 
 
+_termination = {"deferred": False, "signum": None}
+
+
+@contextlib.contextmanager
+def deferred_termination():
+    """Within this block SIGTERM only records a request (see :func:`termination_requested`);
+    the request is acted on when the block ends."""
+    _termination["deferred"] = True
+    try:
+        yield
+    finally:
+        _termination["deferred"] = False
+    if _termination["signum"] is not None:
+        raise Terminated(_termination["signum"])
+
+
+def termination_requested():
+    """True once SIGTERM arrived inside :func:`deferred_termination`."""
+    return _termination["signum"] is not None
+
+
 def _stop_on_signal(signum, frame):
-    raise Terminated(signum)
+    if _termination["deferred"]:
+        _termination["signum"] = signum
+    else:
+        raise Terminated(signum)

@@ -20,7 +20,7 @@ from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
 from kd.devices import precision_policy, strategy_for
-from kd.errors import ArtifactError, TrainingError
+from kd.errors import ArtifactError, TrainingError, deferred_termination, termination_requested
 from kd.losses import distillation_loss, hard_label_loss
 from kd.models import build_optimizer
 
@@ -114,6 +114,14 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             )
 
 
+class StopOnTermination(keras.callbacks.Callback):
+    """End training after the current batch once SIGTERM was received."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if termination_requested():
+            self.model.stop_training = True
+
+
 def fit(model, spec, train, validation, seed, teacher_logits=None, curves_dir=None):
     """Train ``model`` (built from ``spec``) in place; return the Keras ``History``.
 
@@ -137,20 +145,21 @@ def fit(model, spec, train, validation, seed, teacher_logits=None, curves_dir=No
                 "Were they computed on another version of data/train.npz? Rerun its stage."
             )
         targets += (teacher_logits.astype(np.float32),)
-    callbacks = [StopOnNonFiniteLoss(spec.name)]
+    callbacks = [StopOnNonFiniteLoss(spec.name), StopOnTermination()]
     if curves_dir is not None:
         # dvc.yaml declares the plots itself, and `dvc repro` owns the experiment.
         callbacks.append(DVCLiveCallback(live=Live(str(curves_dir), dvcyaml=False, save_dvc_exp=False)))
     trainer = DistillationTrainer(model, spec.distillation)
     trainer.compile(optimizer=build_optimizer(spec))
-    history = trainer.fit(
-        batches(train.inputs, *targets, batch_size=spec.batch_size, shuffle_seed=seed),
-        validation_data=batches(validation.inputs, validation.y, batch_size=PREDICT_BATCH_SIZE),
-        epochs=spec.epochs,
-        shuffle=False,  # the pipeline above shuffles, seeded
-        callbacks=callbacks,
-        verbose=2,  # one line per epoch: readable in DVC's log
-    )
+    with deferred_termination():  # a SIGTERM stops training between batches, then raises
+        history = trainer.fit(
+            batches(train.inputs, *targets, batch_size=spec.batch_size, shuffle_seed=seed),
+            validation_data=batches(validation.inputs, validation.y, batch_size=PREDICT_BATCH_SIZE),
+            epochs=spec.epochs,
+            shuffle=False,  # the pipeline above shuffles, seeded
+            callbacks=callbacks,
+            verbose=2,  # one line per epoch: readable in DVC's log
+        )
     return history
 
 
