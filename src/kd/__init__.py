@@ -8,8 +8,12 @@ Modules, one concept each:
 - ``models``:    build a model from a list of Keras layer configs.
 - ``losses``:    the Hinton distillation loss.
 - ``training``:  the one training path for every model, with or without a teacher.
+- ``devices``:   the distribution strategy and precision policy training runs under.
 - ``evaluation``: test-set metrics of a trained model.
+- ``profiling``: parameters, FLOPs, size and latency of a model.
+- ``comparison``: all models side by side: table, ratios, plots.
 - ``artifacts``: atomic, byte-stable writing and safe loading of files.
+- ``provenance``: seed, library versions and wall time recorded beside results.
 """
 
 import os
