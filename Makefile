@@ -35,9 +35,9 @@ readme: $(VENV)/installed
 	$(PYTHON) -c "import re, pathlib; readme = pathlib.Path('README.md'); table = pathlib.Path('reports/comparison.md').read_text(); \
 	readme.write_text(re.sub(r'(<!-- comparison:start -->\n).*?(<!-- comparison:end -->)', lambda m: m[1] + table + m[2], readme.read_text(), flags=re.S))"
 
-# CI: the pipeline on the small config of ci/params-overrides.txt, applied with `dvc exp run -S`.
+# CI: the pipeline on the small config of configs/ci.txt, applied with `dvc exp run -S`.
 ci-repro: $(VENV)/installed
-	dvc exp run $$(grep -v '^#' ci/params-overrides.txt | sed 's/^/-S /')
+	dvc exp run $$(grep -v '^#' configs/ci.txt | sed 's/^/-S /')
 
 # Fails when any stage is out of date or any output is missing.
 verify:

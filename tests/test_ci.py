@@ -29,7 +29,7 @@ def test_workflow_is_valid_github_actions_yaml():
 
 def test_ci_overrides_name_real_params():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    lines = [line for line in (ROOT / "ci" / "params-overrides.txt").read_text().splitlines()
+    lines = [line for line in (ROOT / "configs" / "ci.txt").read_text().splitlines()
              if line.strip() and not line.startswith("#")]
     assert lines
     for line in lines:

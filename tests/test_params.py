@@ -27,6 +27,22 @@ def test_a_model_overrides_training_defaults(raw_params):
     assert params.model("ta").epochs == 12
 
 
+def test_by_default_nothing_is_augmented_scheduled_or_online():
+    for spec in load_params(ROOT / "params.yaml").models.values():
+        assert (spec.augmentation, spec.schedule, spec.keep, spec.online_teacher) == ((), None, "last", False)
+
+
+def test_a_distilled_model_on_augmented_inputs_learns_from_its_teacher_online(raw_params):
+    raw_params["distill"]["student"].update(augmentation="jitter", schedule="cosine", keep="best")
+    raw_params["train"]["teacher"]["augmentation"] = "jitter"
+    params = parse_params(raw_params)
+    student = params.model("student")
+    assert student.online_teacher and student.augmentation[0]["class_name"] == "RandomTranslation"
+    assert student.schedule["class_name"] == "CosineDecay" and student.keep == "best"
+    # An augmented teacher still hands cached logits to students that see plain images.
+    assert not params.model("ta").online_teacher and not params.model("teacher").online_teacher
+
+
 def test_dropping_the_ta_is_a_params_edit(raw_params):
     del raw_params["distill"]["ta"]
     raw_params["distill"]["student"]["teacher"] = "teacher"
@@ -63,6 +79,12 @@ def break_params(raw, edit):
         (lambda p: p.update(seed=True), "seed: expected an integer >= 0, found True"),
         (lambda p: p["train"].update(ta={"architecture": "ta_cnn"}), "distill.ta: model 'ta' is defined in both train and distill"),
         (lambda p: p["architectures"]["fc_student"].append({"config": {}}), "architectures.fc_student[3]: missing key(s) class_name"),
+        (lambda p: p["distill"]["student"].update(augmentation="jiter"), "distill.student.augmentation: 'jiter' is not in augmentations (known: jitter); null for none"),
+        (lambda p: p["training"].update(schedule="linear"), "training.schedule: 'linear' is not in schedules (known: cosine)"),
+        (lambda p: p["training"].update(keep="first"), "training.keep: expected one of last, best, found 'first'"),
+        (lambda p: p["augmentations"].update(flip={"class_name": "RandomFlip"}), "augmentations.flip: expected a list of layer configs, found dict"),
+        (lambda p: p["schedules"]["cosine"].update(config=[1]), "schedules.cosine.config: expected a mapping, found list"),
+        (lambda p: p["training"].pop("keep"), "training: missing key(s) keep"),
     ],
 )
 def test_bad_params_are_refused_with_the_key_named(raw_params, edit, expected):

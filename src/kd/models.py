@@ -1,11 +1,14 @@
-"""Build a model from params: Keras layer configs, deserialized by Keras itself.
+"""Build what params.yaml describes: models, augmentations, optimizers with their schedules.
 
 An architecture in params.yaml is a list of ``{class_name, config}`` entries, the
 format ``keras.layers.serialize`` writes, so any built-in Keras layer works without a
 registry of our own. The builder adds the input (shape from the data) and the output
 layer: a ``Dense`` with one unit per class and no activation, so every model gives
-logits and the number of classes always comes from the data.
+logits and the number of classes always comes from the data. Augmentations and
+learning-rate schedules are Keras configs in the same format.
 """
+
+import inspect
 
 from kd.errors import ParamsError
 
@@ -22,16 +25,7 @@ def build_model(spec, input_shape, num_classes):
     model.add(keras.Input(shape=tuple(input_shape)))
     for position, layer_config in enumerate(spec.layers):
         where = f"architectures.{spec.architecture}[{position}] (model {spec.name!r}, {layer_config['class_name']})"
-        try:
-            layer = keras.layers.deserialize(
-                {
-                    "module": "keras.layers",
-                    "class_name": layer_config["class_name"],
-                    "config": dict(layer_config.get("config") or {}),
-                }
-            )
-        except Exception as error:  # Keras raises TypeError, ValueError, ... for bad configs
-            raise ParamsError(f"{where}: Keras rejected the layer: {error}") from None
+        layer = _layer(layer_config, where)
         try:
             model.add(layer)
         except Exception as error:
@@ -41,13 +35,78 @@ def build_model(spec, input_shape, num_classes):
     return model
 
 
-def build_optimizer(spec):
-    """The Keras optimizer named by ``spec.optimizer`` (a ``{class_name, config}`` mapping)."""
+def build_augmentation(spec, input_shape, seed):
+    """The ``keras.Sequential`` of ``spec.augmentation``'s preprocessing layers, or None.
+
+    A layer without a ``seed`` in its config is seeded from ``seed`` and its position, so
+    the random transformations are the same on every run with the same params.
+    """
+    import keras
+
+    if not spec.augmentation:
+        return None
+    augment = keras.Sequential(name=f"{spec.name}_augmentation")
+    augment.add(keras.Input(shape=tuple(input_shape)))
+    for position, layer_config in enumerate(spec.augmentation):
+        where = f"augmentation of model {spec.name!r}, layer {position} ({layer_config['class_name']})"
+        config = dict(layer_config.get("config") or {})
+        if "seed" in inspect.signature(_layer_class(layer_config, where)).parameters:
+            config.setdefault("seed", seed + position)
+        layer = _layer({**layer_config, "config": config}, where)
+        try:
+            augment.add(layer)
+        except Exception as error:
+            raise ParamsError(f"{where}: the layer cannot take the images: {error}") from None
+    return augment
+
+
+def build_optimizer(spec, steps_per_epoch):
+    """The Keras optimizer of ``spec.optimizer``, with ``spec.schedule`` as its learning rate.
+
+    A schedule's ``initial_learning_rate`` defaults to the optimizer's ``learning_rate``,
+    and its ``decay_steps`` to the whole run (``epochs × steps_per_epoch``).
+    """
+    import keras
+
+    config = dict(spec.optimizer.get("config") or {})
+    if spec.schedule is not None:
+        schedule_config = dict(spec.schedule.get("config") or {})
+        defaults = {"initial_learning_rate": config.get("learning_rate", 0.001),
+                    "decay_steps": spec.epochs * steps_per_epoch}
+        try:
+            schedule_class = getattr(keras.optimizers.schedules, spec.schedule["class_name"])
+            accepted = inspect.signature(schedule_class).parameters
+            for name, value in defaults.items():
+                if name in accepted:
+                    schedule_config.setdefault(name, value)
+            config["learning_rate"] = keras.optimizers.schedules.deserialize(
+                {"class_name": spec.schedule["class_name"], "config": schedule_config}
+            )
+        except Exception as error:
+            raise ParamsError(f"schedule of model {spec.name!r}: Keras rejected {spec.schedule}: {error}") from None
+    try:
+        return keras.optimizers.deserialize({"class_name": spec.optimizer["class_name"], "config": config})
+    except Exception as error:
+        raise ParamsError(f"optimizer of model {spec.name!r}: Keras rejected {spec.optimizer}: {error}") from None
+
+
+def _layer_class(layer_config, where):
+    import keras
+
+    layer_class = getattr(keras.layers, layer_config["class_name"], None)
+    if not isinstance(layer_class, type):
+        raise ParamsError(f"{where}: Keras has no layer {layer_config['class_name']!r}")
+    return layer_class
+
+
+def _layer(layer_config, where):
+    """Deserialize one ``{class_name, config}`` layer config; a ParamsError names ``where``."""
     import keras
 
     try:
-        return keras.optimizers.deserialize(
-            {"class_name": spec.optimizer["class_name"], "config": dict(spec.optimizer.get("config") or {})}
+        return keras.layers.deserialize(
+            {"module": "keras.layers", "class_name": layer_config["class_name"],
+             "config": dict(layer_config.get("config") or {})}
         )
-    except Exception as error:
-        raise ParamsError(f"optimizer of model {spec.name!r}: Keras rejected {spec.optimizer}: {error}") from None
+    except Exception as error:  # Keras raises TypeError, ValueError, ... for bad configs
+        raise ParamsError(f"{where}: Keras rejected the layer: {error}") from None

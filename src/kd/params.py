@@ -10,9 +10,13 @@ The file's sections:
 
 - ``seed``: one integer that seeds the split, the initial weights, dropout and shuffling.
 - ``data``: ``source``, ``validation_fraction``, ``limit``.
-- ``training``: defaults (``epochs``, ``batch_size``, ``optimizer``, ``distribution``,
-  ``precision``) for every model.
+- ``training``: defaults (``epochs``, ``batch_size``, ``optimizer``, ``schedule``,
+  ``augmentation``, ``keep``, ``distribution``, ``precision``) for every model.
 - ``architectures``: named lists of Keras layer configs.
+- ``augmentations``: named lists of Keras preprocessing layer configs, applied to training
+  batches only; a model names one in its ``augmentation`` key.
+- ``schedules``: named Keras learning-rate schedule configs; a model names one in its
+  ``schedule`` key.
 - ``train``: models trained on the labels alone (the teacher, the scratch control).
 - ``distill``: models that learn from the model named by their ``teacher`` key.
 - ``evaluate``: how latency is measured (repeats, warm-up, throughput batch size).
@@ -28,7 +32,10 @@ import yaml
 
 from kd.errors import ParamsError
 
-TRAINING_KEYS = ("epochs", "batch_size", "optimizer", "distribution", "precision")
+TRAINING_KEYS = (
+    "epochs", "batch_size", "optimizer", "schedule", "augmentation", "keep", "distribution", "precision",
+)
+KEEP = ("last", "best")  # which epoch's weights a model keeps: see kd.training.KeepBestEpoch
 DISTRIBUTIONS = ("auto", "default", "mirrored")  # see kd.devices
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DISTILL_KEYS = ("teacher", "temperature", "soft_target_weight")
@@ -73,6 +80,9 @@ class ModelSpec:
     epochs: int
     batch_size: int
     optimizer: dict
+    schedule: dict | None  # a Keras LearningRateSchedule config, or None: constant rate
+    augmentation: tuple  # Keras preprocessing layer configs; empty: no augmentation
+    keep: str
     distribution: str
     precision: str
     distillation: Distillation | None
@@ -80,6 +90,12 @@ class ModelSpec:
     @property
     def teacher(self):
         return self.distillation.teacher if self.distillation else None
+
+    @property
+    def online_teacher(self):
+        """True when the teacher must run on each (augmented) batch: cached logits are
+        only valid for the unaugmented images they were computed on."""
+        return self.distillation is not None and bool(self.augmentation)
 
 
 @dataclass(frozen=True)
@@ -115,11 +131,16 @@ def load_params(path="params.yaml"):
 def parse_params(raw):
     """Validate a params mapping (as read from YAML) and return :class:`Params`."""
     _keys(raw, "params.yaml", required=("seed", "data", "training", "architectures", "train", "evaluate"),
-          optional=("distill",))
+          optional=("distill", "augmentations", "schedules"))
     seed = _integer(raw["seed"], "seed", minimum=0)
     data = _parse_data(raw["data"])
     defaults = _keys(raw["training"], "training", required=TRAINING_KEYS)
     architectures = _parse_architectures(raw["architectures"])
+    named = {  # the sections whose entries a model refers to by name
+        "architectures": architectures,
+        "augmentations": _parse_augmentations(raw.get("augmentations") or {}),
+        "schedules": _parse_schedules(raw.get("schedules") or {}),
+    }
 
     models = {}
     for section in ("train", "distill"):
@@ -137,7 +158,7 @@ def parse_params(raw):
             if name in models:
                 raise ParamsError(f"{key}: model {name!r} is defined in both train and distill")
             extra = DISTILL_KEYS if section == "distill" else ()
-            models[name] = _parse_model(name, key, entry, defaults, architectures, extra)
+            models[name] = _parse_model(name, key, entry, defaults, named, extra)
 
     _check_chains(models)
     return Params(seed=seed, data=data, models=models, evaluate=_parse_evaluate(raw["evaluate"]))
@@ -168,35 +189,66 @@ def _parse_data(raw):
 
 
 def _parse_architectures(raw):
-    _mapping(raw, "architectures")
-    architectures = {}
+    return _parse_layer_lists(raw, "architectures")
+
+
+def _parse_augmentations(raw):
+    return _parse_layer_lists(raw, "augmentations")
+
+
+def _parse_layer_lists(raw, section):
+    """``{name: [layer config, ...]}``: the shape of ``architectures`` and ``augmentations``."""
+    _mapping(raw, section)
+    lists = {}
     for name, layers in raw.items():
-        key = f"architectures.{name}"
+        key = f"{section}.{name}"
         if not isinstance(layers, list):
             raise ParamsError(f"{key}: expected a list of layer configs, found {type(layers).__name__}")
         for position, layer in enumerate(layers):
-            layer_key = f"{key}[{position}]"
-            _keys(layer, layer_key, required=("class_name",), optional=("config",))
-            if not isinstance(layer["class_name"], str):
-                raise ParamsError(f"{layer_key}.class_name: expected a Keras layer class name")
-            if "config" in layer:
-                _mapping(layer["config"], f"{layer_key}.config")
-        architectures[name] = tuple(layers)
-    return architectures
+            _class_config(layer, f"{key}[{position}]")
+        lists[name] = tuple(layers)
+    return lists
 
 
-def _parse_model(name, key, entry, defaults, architectures, distill_keys):
+def _parse_schedules(raw):
+    _mapping(raw, "schedules")
+    for name, schedule in raw.items():
+        _class_config(schedule, f"schedules.{name}")
+    return dict(raw)
+
+
+def _class_config(value, key):
+    """A ``{class_name, config}`` mapping, the format Keras serializes objects in."""
+    _keys(value, key, required=("class_name",), optional=("config",))
+    if not isinstance(value["class_name"], str):
+        raise ParamsError(f"{key}.class_name: expected a Keras class name, found {value['class_name']!r}")
+    if "config" in value:
+        _mapping(value["config"], f"{key}.config")
+    return value
+
+
+def _parse_model(name, key, entry, defaults, named, distill_keys):
     _keys(entry, key, required=("architecture",) + distill_keys, optional=TRAINING_KEYS)
-    architecture = entry["architecture"]
-    if architecture not in architectures:
-        raise ParamsError(
-            f"{key}.architecture: {architecture!r} is not in architectures "
-            f"(known: {', '.join(map(str, architectures))})"
-        )
     settings = {**defaults, **{k: entry[k] for k in TRAINING_KEYS if k in entry}}
-    optimizer = settings["optimizer"]
-    optimizer_key = f"{key}.optimizer" if "optimizer" in entry else "training.optimizer"
-    _keys(optimizer, optimizer_key, required=("class_name",), optional=("config",))
+
+    def setting_key(setting):  # where the value came from: the model's entry or the defaults
+        return f"{key}.{setting}" if setting in entry else f"training.{setting}"
+
+    def named_entry(value, where, section, nullable):
+        """The entry of section ``section`` that ``value`` names (None for null, if allowed)."""
+        if value is None and nullable:
+            return None
+        if not isinstance(value, str) or value not in named[section]:
+            known = ", ".join(map(str, named[section])) or "none defined"
+            raise ParamsError(
+                f"{where}: {value!r} is not in {section} (known: {known})" + ("; null for none" if nullable else "")
+            )
+        return named[section][value]
+
+    layers = named_entry(entry["architecture"], f"{key}.architecture", "architectures", nullable=False)
+    optimizer = _class_config(settings["optimizer"], setting_key("optimizer"))
+    schedule = named_entry(settings["schedule"], setting_key("schedule"), "schedules", nullable=True)
+    augmentation = named_entry(settings["augmentation"], setting_key("augmentation"), "augmentations", nullable=True)
     distillation = None
     if distill_keys:
         temperature = _number(entry["temperature"], f"{key}.temperature")
@@ -210,13 +262,16 @@ def _parse_model(name, key, entry, defaults, architectures, distill_keys):
         distillation = Distillation(entry["teacher"], temperature, weight)
     return ModelSpec(
         name=name,
-        architecture=architecture,
-        layers=architectures[architecture],
-        epochs=_integer(settings["epochs"], _source_key(key, entry, "epochs"), minimum=1),
-        batch_size=_integer(settings["batch_size"], _source_key(key, entry, "batch_size"), minimum=1),
+        architecture=entry["architecture"],
+        layers=layers,
+        epochs=_integer(settings["epochs"], setting_key("epochs"), minimum=1),
+        batch_size=_integer(settings["batch_size"], setting_key("batch_size"), minimum=1),
         optimizer=optimizer,
-        distribution=_choice(settings["distribution"], _source_key(key, entry, "distribution"), DISTRIBUTIONS),
-        precision=_choice(settings["precision"], _source_key(key, entry, "precision"), PRECISIONS),
+        schedule=schedule,
+        augmentation=augmentation or (),
+        keep=_choice(settings["keep"], setting_key("keep"), KEEP),
+        distribution=_choice(settings["distribution"], setting_key("distribution"), DISTRIBUTIONS),
+        precision=_choice(settings["precision"], setting_key("precision"), PRECISIONS),
         distillation=distillation,
     )
 
@@ -236,10 +291,6 @@ def _check_chains(models):
                 raise ParamsError(f"distill.{name}.teacher: the teacher chain has a cycle: {cycle}")
             seen.append(spec.teacher)
             spec = models[spec.teacher]
-
-
-def _source_key(key, entry, setting):
-    return f"{key}.{setting}" if setting in entry else f"training.{setting}"
 
 
 def _mapping(value, key):

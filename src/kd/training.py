@@ -1,10 +1,16 @@
 """The one training path for every model: a teacher is a student with no teacher.
 
-A model with a teacher trains on ``(x, (labels, teacher_logits))``: the teacher's logits
-on the training images are computed once by the teacher's own stage and shuffled
-together with the labels, so a distillation step costs what a plain step costs (the
-teacher never runs here). This is valid because the teacher runs in inference mode and
-the training inputs are not augmented: its logits for each image are fixed.
+A model with a teacher learns from its teacher's logits in one of two ways:
+
+- *cached* (inputs not augmented): trains on ``(x, (labels, teacher_logits))``. The
+  teacher's logits on the training images are computed once by the teacher's own stage
+  and shuffled together with the labels, so a distillation step costs what a plain step
+  costs. Valid because the teacher runs in inference mode on fixed images.
+- *online* (inputs augmented): each batch is augmented once and the teacher runs on that
+  same augmented batch, in inference mode and outside the gradient tape, so its targets
+  match what the student sees. A step costs a plain step plus one teacher forward pass.
+
+Augmentation applies to training batches only.
 
 Validation (each epoch, on the validation split) always uses the hard labels, so the
 curves of all models are comparable.
@@ -22,7 +28,7 @@ from dvclive.keras import DVCLiveCallback
 from kd.devices import precision_policy, strategy_for
 from kd.errors import ArtifactError, TrainingError, deferred_termination, termination_requested
 from kd.losses import distillation_loss, hard_label_loss
-from kd.models import build_optimizer
+from kd.models import build_augmentation, build_optimizer
 
 PREDICT_BATCH_SIZE = 1024
 
@@ -36,13 +42,21 @@ def seed_everything(seed):
 class DistillationTrainer(keras.Model):
     """Wraps ``student`` to train it on hard labels and, given a teacher, soft targets.
 
-    Only the wrapped model is saved; the wrapper exists for its ``train_step``.
+    With ``distillation`` and no ``teacher``, batches carry the teacher's cached logits;
+    with a ``teacher`` model, it runs on every batch (after ``augment``, if given). Only
+    the wrapped model is saved; the wrapper exists for its ``train_step``.
     """
 
-    def __init__(self, student, distillation=None):
+    def __init__(self, student, distillation=None, teacher=None, augment=None):
         super().__init__(name=f"{student.name}_trainer")
+        if teacher is not None and distillation is None:
+            raise ValueError(f"model {student.name!r}: a teacher model needs distillation settings")
         self.student = student
         self.distillation = distillation
+        self.teacher = teacher
+        self.augment = augment
+        if teacher is not None:
+            teacher.trainable = False
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.hard_tracker = keras.metrics.Mean(name="hard_loss")
@@ -59,15 +73,21 @@ class DistillationTrainer(keras.Model):
         return self.student(x, training=training)
 
     def train_step(self, data):
-        x, targets = data
+        x, targets, _ = keras.utils.unpack_x_y_sample_weight(data)
         batch = tf.shape(x)[0]
+        if self.augment is not None:
+            x = self.augment(x, training=True)
+        if self.teacher is not None:  # online: the teacher sees the batch the student sees
+            labels, teacher_logits = targets, tf.stop_gradient(self.teacher(x, training=False))
+        elif self.distillation is not None:
+            labels, teacher_logits = targets
+        else:
+            labels = targets
         with tf.GradientTape() as tape:
             logits = self.student(x, training=True)
             if self.distillation is None:
-                labels = targets
                 loss = hard_label_loss(labels, logits)
             else:
-                labels, teacher_logits = targets
                 loss, hard, soft = distillation_loss(
                     labels,
                     teacher_logits,
@@ -91,7 +111,7 @@ class DistillationTrainer(keras.Model):
         return {metric.name: metric.result() for metric in self.metrics}
 
     def test_step(self, data):
-        x, labels = data
+        x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         logits = self.student(x, training=False)
         self.loss_tracker.update_state(hard_label_loss(labels, logits), sample_weight=tf.shape(x)[0])
         self.accuracy.update_state(labels, logits)
@@ -114,6 +134,35 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             )
 
 
+class KeepBestEpoch(keras.callbacks.Callback):
+    """At the end of training, restore the weights of the epoch best on the validation split.
+
+    Best is the highest validation accuracy; ties go to the lower validation loss, then to
+    the earlier epoch. The test set never takes part in the choice.
+    """
+
+    def __init__(self, model_name):
+        super().__init__()
+        self.model_name = model_name
+        self.best = None  # (accuracy, -loss) of the best epoch so far
+        self.best_epoch = None
+        self.best_weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        score = (float(logs["val_accuracy"]), -float(logs["val_loss"]))
+        if self.best is None or score > self.best:
+            self.best, self.best_epoch = score, epoch
+            self.best_weights = [np.array(w) for w in self.model.student.get_weights()]
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is None:
+            return
+        self.model.student.set_weights(self.best_weights)
+        print(f"{self.model_name}: kept the weights of epoch {self.best_epoch + 1} "
+              f"(validation accuracy {self.best[0]:.4f}, loss {-self.best[1]:.4f})")
+
+
 class StopOnTermination(keras.callbacks.Callback):
     """End training after the current batch once SIGTERM was received."""
 
@@ -122,20 +171,25 @@ class StopOnTermination(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def fit(model, spec, train, validation, seed, teacher_logits=None, curves_dir=None):
+def fit(model, spec, train, validation, seed, teacher_logits=None, teacher=None, curves_dir=None):
     """Train ``model`` (built from ``spec``) in place; return the Keras ``History``.
 
-    Call it, and build ``model``, inside ``strategy_for(spec.distribution).scope()`` and
-    after setting the precision policy (see :func:`training_scope`).
+    Call it, and build ``model``, inside :func:`training_scope`: variables must be
+    created under the strategy and with the precision policy they are trained with.
 
-    ``train`` and ``validation`` are :class:`kd.data.Split`; ``teacher_logits`` (for a
-    model with a teacher) are the teacher's logits on ``train``, row for row. With
+    ``train`` and ``validation`` are :class:`kd.data.Split`. A model with a teacher gets
+    either ``teacher_logits`` (the teacher's logits on ``train``, row for row) or, when
+    ``spec.online_teacher`` (augmented inputs), the ``teacher`` model itself. With
     ``curves_dir``, DVCLive writes the per-epoch metrics there as ``dvc plots`` data
     (``train/loss``, ``eval/accuracy``, and for a distilled model ``train/hard_loss`` and
     ``train/soft_loss``).
     """
-    if (teacher_logits is None) != (spec.distillation is None):
-        raise ValueError(f"model {spec.name!r}: teacher logits given iff the model has a teacher")
+    if spec.distillation is None and (teacher_logits is not None or teacher is not None):
+        raise ValueError(f"model {spec.name!r} has no teacher, but teacher outputs were given")
+    if spec.distillation is not None:
+        wanted = "the teacher model" if spec.online_teacher else "the teacher's cached logits"
+        if (teacher is not None) != spec.online_teacher or (teacher_logits is not None) == spec.online_teacher:
+            raise ValueError(f"model {spec.name!r} learns from {wanted}; give that, and only that")
     targets = (train.y,)
     if teacher_logits is not None:
         if teacher_logits.shape != (len(train), train.num_classes):
@@ -146,11 +200,14 @@ def fit(model, spec, train, validation, seed, teacher_logits=None, curves_dir=No
             )
         targets += (teacher_logits.astype(np.float32),)
     callbacks = [StopOnNonFiniteLoss(spec.name), StopOnTermination()]
+    if spec.keep == "best":
+        callbacks.append(KeepBestEpoch(spec.name))
     if curves_dir is not None:
         # dvc.yaml declares the plots itself, and `dvc repro` owns the experiment.
         callbacks.append(DVCLiveCallback(live=Live(str(curves_dir), dvcyaml=False, save_dvc_exp=False)))
-    trainer = DistillationTrainer(model, spec.distillation)
-    trainer.compile(optimizer=build_optimizer(spec))
+    augment = build_augmentation(spec, train.x.shape[1:], seed)
+    trainer = DistillationTrainer(model, spec.distillation, teacher=teacher, augment=augment)
+    trainer.compile(optimizer=build_optimizer(spec, steps_per_epoch=math.ceil(len(train) / spec.batch_size)))
     with deferred_termination():  # a SIGTERM stops training between batches, then raises
         history = trainer.fit(
             batches(train.inputs, *targets, batch_size=spec.batch_size, shuffle_seed=seed),
