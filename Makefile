@@ -4,7 +4,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: repro test bench dag readme ci-repro verify report clean-venv
+.PHONY: repro test bench dag readme ci-repro best seeds verify report clean-venv
 
 $(VENV)/installed: requirements.txt constraints.txt
 	python3 -m venv $(VENV)
@@ -35,9 +35,23 @@ readme: $(VENV)/installed
 	$(PYTHON) -c "import re, pathlib; readme = pathlib.Path('README.md'); table = pathlib.Path('reports/comparison.md').read_text(); \
 	readme.write_text(re.sub(r'(<!-- comparison:start -->\n).*?(<!-- comparison:end -->)', lambda m: m[1] + table + m[2], readme.read_text(), flags=re.S))"
 
-# CI: the pipeline on the small config of configs/ci.txt, applied with `dvc exp run -S`.
+# A configuration is params.yaml plus the `dvc exp run -S` overrides of configs/<name>.txt.
+overrides = $$(grep -v '^\#' configs/$(1).txt | sed 's/^/-S /')
+
+# CI: the pipeline on the small config of configs/ci.txt.
 ci-repro: $(VENV)/installed
-	dvc exp run $$(grep -v '^#' configs/ci.txt | sed 's/^/-S /')
+	dvc exp run $(call overrides,ci)
+
+# The best configuration (configs/best.txt), run in the workspace as experiment `best`.
+best: $(VENV)/installed
+	dvc exp run -n best $(call overrides,best)
+
+# One configuration over several seeds, as queued experiments; the mean ± std report goes to
+# reports/seeds/<CONFIG>.md. CONFIG is default (params.yaml as it is) or a configs/<name>.txt.
+CONFIG ?= default
+SEEDS  ?= 0 1 2
+seeds: $(VENV)/installed
+	$(PYTHON) tools/seeds.py $(CONFIG) --seeds $(SEEDS)
 
 # Fails when any stage is out of date or any output is missing.
 verify:

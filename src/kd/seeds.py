@@ -1,0 +1,75 @@
+"""One configuration over several seeds: mean ± standard deviation, and which gains are real.
+
+A single run's accuracy moves by a few tenths of a point with the seed (initial weights,
+dropout, shuffling, augmentation, the validation split), which is as large as many of
+the gains distillation is credited with. So the gains are taken *per seed* (a distilled
+model against each model of its architecture from the same run, e.g. ``student`` against
+``student_scratch``) and summarised over seeds; a gain whose mean is not larger than its
+standard deviation is reported as within seed noise, not as a gain.
+
+Input: the ``metrics/comparison.json`` of each run (``{model: {"accuracy", "errors",
+"gain_vs_<other>", ...}}``) keyed by seed, as :mod:`tools/seeds.py` collects them from
+``dvc exp show``.
+"""
+
+import statistics
+
+
+def summarise(runs):
+    """``runs``: ``{seed: comparison}``. Return ``{"seeds", "models", "gains"}`` with mean/std per entry."""
+    if not runs:
+        raise ValueError("no runs to summarise")
+    seeds = sorted(runs)
+    models = [name for name in runs[seeds[0]] if name != "measured_on"]
+    summary = {"seeds": seeds, "models": {}, "gains": {}}
+    for name in models:
+        rows = [runs[seed][name] for seed in seeds if name in runs[seed]]
+        if len(rows) != len(seeds):
+            raise ValueError(f"model {name!r} is missing from some runs; were they run with the same models?")
+        summary["models"][name] = {
+            "teacher": rows[0]["teacher"],
+            "accuracy": _spread([row["accuracy"] for row in rows]),
+            "errors": _spread([row["errors"] for row in rows]),
+        }
+        for key in rows[0]:
+            if key.startswith("gain_vs_"):
+                summary["gains"][f"{name} vs {key[len('gain_vs_'):]}"] = _spread([row[key] for row in rows])
+    return summary
+
+
+def within_noise(spread):
+    """True when a gain's mean is no larger than its standard deviation over seeds."""
+    return abs(spread["mean"]) <= spread["std"]
+
+
+def markdown(summary, title):
+    """The summary as two Markdown tables: models, then paired gains with a verdict."""
+    seeds = ", ".join(map(str, summary["seeds"]))
+    lines = [
+        f"**{title}**, seeds {seeds} (mean ± standard deviation over seeds):",
+        "",
+        "| model | teacher | test accuracy | test errors | errors per seed |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in summary["models"].items():
+        accuracy, errors = row["accuracy"], row["errors"]
+        lines.append(
+            f"| {name} | {row['teacher'] or '—'} | {100 * accuracy['mean']:.2f} ± {100 * accuracy['std']:.2f} % | "
+            f"{errors['mean']:.1f} ± {errors['std']:.1f} | {' / '.join(str(round(v)) for v in errors['values'])} |"
+        )
+    if summary["gains"]:
+        lines += ["", "| gain (same seed, test accuracy) | mean ± std | per seed | verdict |", "|---|---|---|---|"]
+        for name, gain in summary["gains"].items():
+            per_seed = " / ".join(f"{100 * v:+.2f}" for v in gain["values"])
+            verdict = "within seed noise" if within_noise(gain) else ("gain" if gain["mean"] > 0 else "loss")
+            lines.append(f"| {name} | {100 * gain['mean']:+.2f} ± {100 * gain['std']:.2f} pt | {per_seed} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def _spread(values):
+    values = [float(v) for v in values]
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "values": values,
+    }

@@ -1,0 +1,102 @@
+"""Run one configuration of the pipeline over several seeds and report mean ± std.
+
+Each seed is a DVC experiment, ``<config>-seed<N>``: ``params.yaml`` plus the overrides
+of ``configs/<config>.txt`` plus ``seed=N``, queued with ``dvc exp run --queue`` and run
+one after another (``dvc exp run --run-all -j 1``) in DVC's temporary workspaces, so the
+workspace and its params.yaml are left as they were. Seeds that already ran on the
+current commit are not run again, so an interrupted run resumes. The report is written
+to ``reports/seeds/<config>.md`` and ``.json`` (see :mod:`kd.seeds`).
+
+    python tools/seeds.py default --seeds 0 1 2
+    python tools/seeds.py best --seeds 0 1 2 --report-only
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from kd.artifacts import atomic_path, write_json  # noqa: E402
+from kd.errors import KdError, run_stage  # noqa: E402
+from kd.seeds import markdown, summarise  # noqa: E402
+
+
+def overrides(config):
+    """The ``key=value`` lines of ``configs/<config>.txt`` (none for ``default``)."""
+    if config == "default":
+        return []
+    path = Path("configs") / f"{config}.txt"
+    if not path.is_file():
+        known = ", ".join(["default"] + sorted(p.stem for p in Path("configs").glob("*.txt")))
+        raise KdError(f"no configuration {config!r}: {path} does not exist (known: {known})")
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def dvc(*args, capture=False):
+    result = subprocess.run(["dvc", *args], text=True, capture_output=capture)
+    if result.returncode != 0:
+        raise KdError(f"`dvc {' '.join(args)}` failed" + (f": {result.stderr.strip()}" if capture else ""))
+    return result.stdout
+
+
+def finished_runs(names):
+    """``{name: (params, metrics)}`` of the experiments named ``names`` on the current commit."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], text=True, capture_output=True, check=True).stdout.strip()
+    found = {}
+    for commit in json.loads(dvc("exp", "show", "--json", capture=True)):
+        if commit["rev"] != head:
+            continue
+        for experiment in commit.get("experiments") or []:
+            if experiment.get("name") not in names:
+                continue
+            data = experiment["revs"][0].get("data") or {}
+            metrics = (data.get("metrics") or {}).get("metrics/comparison.json", {}).get("data")
+            if metrics:  # a queued or failed experiment has no results yet
+                timings = {path: entry["data"]["seconds"] for path, entry in data["metrics"].items()
+                           if path.startswith("timings/") and "data" in entry}
+                found[experiment["name"]] = (data["params"]["params.yaml"]["data"], metrics, timings)
+    return found
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="default, or the name of a configs/<name>.txt overrides file")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--report-only", action="store_true", help="report the seeds that already ran")
+    parser.add_argument("--out", default="reports/seeds", help="folder for <config>.md and <config>.json")
+    args = parser.parse_args(argv)
+
+    settings = overrides(args.config)
+    names = {f"{args.config}-seed{seed}": seed for seed in args.seeds}
+    done = finished_runs(names)
+    if not args.report_only:
+        for name, seed in names.items():
+            if name in done:
+                print(f"{name}: already ran on this commit; reusing its results")
+                continue
+            dvc("exp", "run", "--queue", "-n", name, *(f"-S{s}" for s in settings), f"-Sseed={seed}")
+        if len(done) < len(names):
+            dvc("exp", "run", "--run-all", "-j", "1")
+        done = finished_runs(names)
+
+    missing = sorted(set(names) - set(done))
+    if missing:
+        raise KdError(f"no results for {', '.join(missing)}; run without --report-only (see `dvc exp show`)")
+    runs = {params["seed"]: metrics for params, metrics, _ in done.values()}
+    summary = summarise(runs)
+    summary["overrides"] = settings
+    summary["pipeline_seconds"] = {params["seed"]: round(sum(timings.values()), 1) for params, _, timings in done.values()}
+    title = f"Configuration `{args.config}`" + (f" (`configs/{args.config}.txt`)" if settings else " (params.yaml)")
+    out = Path(args.out)
+    write_json(out / f"{args.config}.json", summary)
+    with atomic_path(out / f"{args.config}.md") as temporary:
+        temporary.write_text(markdown(summary, title))
+    print((out / f"{args.config}.md").read_text())
+
+
+if __name__ == "__main__":
+    run_stage(main)
