@@ -42,9 +42,10 @@ overrides = $$(grep -v '^\#' configs/$(1).txt | sed 's/^/-S /')
 ci-repro: $(VENV)/installed
 	dvc exp run $(call overrides,ci)
 
-# The best configuration (configs/best.txt), run in the workspace as experiment `best`.
+# The best configuration (configs/best.txt), run in the workspace as a DVC experiment: its
+# results stay there for `dvc metrics show`, and `dvc exp show` lists it beside the others.
 best: $(VENV)/installed
-	dvc exp run -n best $(call overrides,best)
+	dvc exp run $(call overrides,best)
 
 # One configuration over several seeds, as queued experiments; the mean ± std report goes to
 # reports/seeds/<CONFIG>.md. CONFIG is default (params.yaml as it is) or a configs/<name>.txt.

@@ -5,6 +5,10 @@ seed 000's (conv 256/512 teacher -> conv 16/32 student, batch 64) — times, in 
 
 - plain:           the student alone, Keras's own compiled step on hard labels;
 - ours:            kd's distillation step (teacher logits precomputed, fed beside the labels);
+- ours_online:     kd's step with the teacher run on every batch (what it does for augmented
+                   inputs), without augmentation: the same work as keras_io;
+- ours_online_jitter: the same plus the ±2 px RandomTranslation of params.yaml's `jitter`,
+                   applied once per batch and seen by teacher and student alike;
 - keras_io:        seed 000's keras.io ``Distiller``, ported to Keras 3 (teacher forward every step);
 - keras_distiller: ``keras.distillation.Distiller`` with ``LogitsDistillation(loss=KLDivergence())``.
 
@@ -16,6 +20,7 @@ Prints a table and, as its last line, one JSON object of ratios to the plain ste
 """
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -23,17 +28,20 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import yaml  # noqa: E402
 
 from kd.params import Distillation, load_params  # noqa: E402
-from kd.models import build_model  # noqa: E402
+from kd.models import build_augmentation, build_model  # noqa: E402
 from kd.training import DistillationTrainer, batches  # noqa: E402
 
 TEMPERATURE, SOFT_TARGET_WEIGHT = 4.0, 0.5
+AUGMENTATION = tuple(yaml.safe_load((ROOT / "params.yaml").read_text())["augmentations"]["jitter"])
 
 
 class KerasIoDistiller(keras.Model):
@@ -94,7 +102,7 @@ def seed000_models():
 
 
 def seed002_models():
-    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    params = load_params(ROOT / "params.yaml")
     return (
         lambda: build_model(params.model("teacher"), (28, 28, 1), 10),
         lambda: build_model(params.model("student"), (28, 28, 1), 10),
@@ -114,8 +122,16 @@ def variants(make_teacher, make_student, x, y, batch_size):
     plain = fresh_student()
     plain.compile(optimizer=keras.optimizers.Adam(1e-3), loss=scce, metrics=["accuracy"])
 
-    ours = DistillationTrainer(fresh_student(), Distillation("teacher", TEMPERATURE, SOFT_TARGET_WEIGHT))
+    distillation = Distillation("teacher", TEMPERATURE, SOFT_TARGET_WEIGHT)
+    ours = DistillationTrainer(fresh_student(), distillation)
     ours.compile(optimizer=keras.optimizers.Adam(1e-3))
+    ours_online = DistillationTrainer(fresh_student(), distillation, teacher=teacher)
+    ours_online.compile(optimizer=keras.optimizers.Adam(1e-3))
+    jitter = load_params(ROOT / "params.yaml").model("student")
+    jitter = dataclasses.replace(jitter, augmentation=AUGMENTATION)
+    ours_online_jitter = DistillationTrainer(fresh_student(), distillation, teacher=teacher,
+                                             augment=build_augmentation(jitter, x.shape[1:], seed=0))
+    ours_online_jitter.compile(optimizer=keras.optimizers.Adam(1e-3))
 
     keras_io = KerasIoDistiller(fresh_student(), teacher)
     keras_io.compile(keras.optimizers.Adam(1e-3), scce, keras.losses.KLDivergence(),
@@ -136,6 +152,8 @@ def variants(make_teacher, make_student, x, y, batch_size):
     return {
         "plain": (plain, hard),
         "ours": (ours, soft),
+        "ours_online": (ours_online, hard),
+        "ours_online_jitter": (ours_online_jitter, hard),
         "keras_io": (keras_io, hard),
         "keras_distiller": (keras_distiller, hard),
     }
@@ -171,12 +189,12 @@ def main():
     ratios = {}
     print(f"machine: {platform.processor() or platform.machine()}, TensorFlow {tf.__version__}, "
           f"Keras {keras.__version__}; {args.rounds} rounds of {args.steps} steps per variant")
-    print(f"{'pair':8} {'variant':16} {'ms/step':>9} {'ratio':>7}")
+    print(f"{'pair':8} {'variant':19} {'ms/step':>9} {'ratio':>7}")
     for pair, (make_teacher, make_student, batch_size) in pairs.items():
         per_step = time_pair(make_teacher, make_student, batch_size, args.rounds, args.steps)
         ratios[pair] = {name: round(t / per_step["plain"], 2) for name, t in per_step.items() if name != "plain"}
         for name, t in per_step.items():
-            print(f"{pair:8} {name:16} {1000 * t:9.2f} {t / per_step['plain']:7.2f}")
+            print(f"{pair:8} {name:19} {1000 * t:9.2f} {t / per_step['plain']:7.2f}")
     print(json.dumps(ratios))
 
 

@@ -201,3 +201,26 @@ def test_a_student_sweep_retrains_only_the_student(repo):
     }
     assert set(by_temperature) == {1, 8}
     assert by_temperature[1] != by_temperature[8]
+
+
+def test_the_best_configuration_over_two_seeds(repo):
+    """configs/best.txt through tools/seeds.py: online teacher, no TA, a report, the workspace untouched."""
+    run(["dvc", "repro"], repo)
+    commit(repo, "baseline for the seeds")
+    params_before = (repo / "params.yaml").read_text()
+    output = run([sys.executable, "tools/seeds.py", "best", "--seeds", "0", "1"], repo)
+    assert stages_run(output) == sorted(["prepare", "train@teacher", "train@student_scratch", "distill@student",
+                                         "evaluate"])
+    assert "student: distilling from 'teacher' (T=4.0, soft_target_weight=0.5) with online" in output
+    assert (repo / "params.yaml").read_text() == params_before
+
+    summary = json.loads((repo / "reports" / "seeds" / "best.json").read_text())
+    assert summary["seeds"] == [0, 1]
+    assert set(summary["models"]) == {"teacher", "student_scratch", "student"}
+    gain = summary["gains"]["student vs student_scratch"]
+    assert len(gain["values"]) == 2 and gain["values"][0] != gain["values"][1]
+    report = (repo / "reports" / "seeds" / "best.md").read_text()
+    assert "| student | teacher |" in report and "| student vs student_scratch |" in report
+
+    again = run([sys.executable, "tools/seeds.py", "best", "--seeds", "0", "1"], repo)
+    assert "best-seed0: already ran on this commit" in again and not stages_run(again)

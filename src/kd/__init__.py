@@ -5,15 +5,17 @@ Modules, one concept each:
 - ``errors``:    the exceptions that mean "your input is wrong", and the stage runner.
 - ``params``:    load and validate ``params.yaml`` into typed specs.
 - ``data``:      data sources, the train/validation split, prepared-array files.
-- ``models``:    build a model from a list of Keras layer configs.
+- ``models``:    build models, augmentations and optimizers (with schedules) from Keras configs.
 - ``losses``:    the Hinton distillation loss.
-- ``training``:  the one training path for every model, with or without a teacher.
+- ``training``:  the one training path for every model, with or without a teacher
+                 (cached teacher logits, or the teacher run online on augmented batches).
 - ``devices``:   the distribution strategy and precision policy training runs under.
 - ``evaluation``: test-set metrics of a trained model.
 - ``profiling``: parameters, FLOPs, size and latency of a model.
 - ``comparison``: all models side by side: table, ratios, plots.
 - ``artifacts``: atomic, byte-stable writing and safe loading of files.
 - ``provenance``: seed, library versions and wall time recorded beside results.
+- ``seeds``:     one configuration over several seeds: mean ± std and which gains are real.
 """
 
 import os

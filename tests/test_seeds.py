@@ -1,0 +1,42 @@
+"""Multi-seed summaries: mean ± std per model, paired gains, and gains within the noise called so."""
+
+import pytest
+
+from kd.seeds import markdown, summarise, within_noise
+
+
+def comparison(student, scratch):
+    return {
+        "measured_on": {"cores": 2},
+        "student_scratch": {"teacher": "", "accuracy": scratch, "errors": round((1 - scratch) * 10000)},
+        "student": {"teacher": "teacher", "accuracy": student, "errors": round((1 - student) * 10000),
+                    "gain_vs_student_scratch": student - scratch},
+    }
+
+
+def test_means_spreads_and_paired_gains():
+    summary = summarise({0: comparison(0.9930, 0.9900), 1: comparison(0.9920, 0.9910), 2: comparison(0.9925, 0.9905)})
+    assert summary["seeds"] == [0, 1, 2]
+    student = summary["models"]["student"]
+    assert student["accuracy"]["mean"] == pytest.approx(0.9925)
+    assert student["accuracy"]["std"] == pytest.approx(0.0005)
+    assert student["errors"]["values"] == [70, 80, 75]
+    gain = summary["gains"]["student vs student_scratch"]
+    assert gain["mean"] == pytest.approx(0.0020) and not within_noise(gain)
+    report = markdown(summary, "test")
+    assert "| student | teacher | 99.25 ± 0.05 % | 75.0 ± 5.0 | 70 / 80 / 75 |" in report
+    assert "| student vs student_scratch | +0.20 ± 0.10 pt | +0.30 / +0.10 / +0.20 | gain |" in report
+
+
+def test_a_gain_smaller_than_its_spread_is_called_noise():
+    summary = summarise({0: comparison(0.9930, 0.9900), 1: comparison(0.9900, 0.9910), 2: comparison(0.9905, 0.9900)})
+    gain = summary["gains"]["student vs student_scratch"]
+    assert within_noise(gain)
+    assert "within seed noise" in markdown(summary, "test")
+
+
+def test_runs_with_different_models_are_refused():
+    runs = {0: comparison(0.99, 0.98), 1: comparison(0.99, 0.98)}
+    del runs[1]["student_scratch"]
+    with pytest.raises(ValueError, match="model 'student_scratch' is missing from some runs"):
+        summarise(runs)
