@@ -9,6 +9,17 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def set_keys(raw, updates):
+    """Set dotted keys (``"distill.student.temperature"``) of a params mapping in place."""
+    for dotted, value in updates.items():
+        *parents, leaf = dotted.split(".")
+        node = raw
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return raw
+
+
 @pytest.fixture(scope="session")
 def default_params_raw():
     return yaml.safe_load((ROOT / "params.yaml").read_text())

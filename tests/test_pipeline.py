@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, set_keys
 
 MODELS = ["teacher", "student_scratch", "ta", "student", "student_direct"]
 DISTILLED = {"ta", "student", "student_direct"}
@@ -39,14 +39,7 @@ def stages_run(output):
 
 def set_params(repo, updates):
     path = repo / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    for dotted, value in updates.items():
-        *parents, leaf = dotted.split(".")
-        node = params
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    path.write_text(yaml.safe_dump(set_keys(yaml.safe_load(path.read_text()), updates), sort_keys=False))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, set_keys
 
 
 def stage(script, *args, cwd):
@@ -25,13 +25,7 @@ def assert_refused(result, message):
 
 
 def write_params(path, raw, **updates):
-    for dotted, value in updates.items():
-        *parents, leaf = dotted.split(".")
-        node = raw
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    path.write_text(yaml.safe_dump(raw))
+    path.write_text(yaml.safe_dump(set_keys(raw, updates)))
     return str(path)
 
 

@@ -13,6 +13,8 @@ to ``reports/seeds/<config>.md`` and ``.json`` (see :mod:`kd.seeds`).
 
 import argparse
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,29 +39,44 @@ def overrides(config):
 
 
 def dvc(*args, capture=False):
-    result = subprocess.run(["dvc", *args], text=True, capture_output=capture)
+    """Run DVC with this Python's environment (the project's .venv) first on PATH: DVC's queue
+    workers start `dvc`, and the stages `python`, from PATH."""
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if shutil.which("dvc", path=environment["PATH"]) is None:
+        raise KdError("dvc is not installed in this environment: run `make seeds`, or activate .venv first")
+    result = subprocess.run(["dvc", *args], text=True, capture_output=capture, env=environment)
     if result.returncode != 0:
         raise KdError(f"`dvc {' '.join(args)}` failed" + (f": {result.stderr.strip()}" if capture else ""))
     return result.stdout
 
 
-def finished_runs(names):
-    """``{name: (params, metrics)}`` of the experiments named ``names`` on the current commit."""
+def experiments(names):
+    """``(finished, queued)`` for the experiments named ``names`` on the current commit:
+    ``{name: (params, metrics, timings)}`` of those that ran, and the names waiting in the queue."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], text=True, capture_output=True, check=True).stdout.strip()
-    found = {}
+    found, queued = {}, set()
     for commit in json.loads(dvc("exp", "show", "--json", capture=True)):
         if commit["rev"] != head:
             continue
         for experiment in commit.get("experiments") or []:
             if experiment.get("name") not in names:
                 continue
-            data = experiment["revs"][0].get("data") or {}
+            revision = experiment["revs"][0]
+            state = (experiment.get("executor") or {}).get("state", "success")
+            if state in ("queued", "running"):
+                queued.add(experiment["name"])
+                continue
+            if revision.get("error") or state != "success":
+                # A failed run is listed with its baseline's metrics: never count it.
+                print(f"{experiment['name']}: {state}, no results" + (" (see `dvc queue logs`)" if state == "failed" else ""))
+                continue
+            data = revision.get("data") or {}
             metrics = (data.get("metrics") or {}).get("metrics/comparison.json", {}).get("data")
-            if metrics:  # a queued or failed experiment has no results yet
+            if metrics:
                 timings = {path: entry["data"]["seconds"] for path, entry in data["metrics"].items()
                            if path.startswith("timings/") and "data" in entry}
                 found[experiment["name"]] = (data["params"]["params.yaml"]["data"], metrics, timings)
-    return found
+    return found, queued - set(found)
 
 
 def main(argv=None):
@@ -72,16 +89,18 @@ def main(argv=None):
 
     settings = overrides(args.config)
     names = {f"{args.config}-seed{seed}": seed for seed in args.seeds}
-    done = finished_runs(names)
+    done, queued = experiments(names)
     if not args.report_only:
         for name, seed in names.items():
             if name in done:
                 print(f"{name}: already ran on this commit; reusing its results")
-                continue
-            dvc("exp", "run", "--queue", "-n", name, *(f"-S{s}" for s in settings), f"-Sseed={seed}")
+            elif name in queued:
+                print(f"{name}: already queued")
+            else:
+                dvc("exp", "run", "--queue", "-n", name, *(f"-S{s}" for s in settings), f"-Sseed={seed}")
         if len(done) < len(names):
             dvc("exp", "run", "--run-all", "-j", "1")
-        done = finished_runs(names)
+        done, _ = experiments(names)
 
     missing = sorted(set(names) - set(done))
     if missing:

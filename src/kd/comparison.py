@@ -142,7 +142,7 @@ def write_plots(comparison, curves_root, folder):
         split, quantity = metric.split("/")
         label = f"{'validation' if split == 'eval' else 'train'}_{quantity}"
         rows = [{"model": name, "epoch": int(epoch), "value": float(value)}
-                for name, (epochs, values) in curves.items() for epoch, value in zip(epochs, values)]
+                for name, (epochs, values) in curves.items() for epoch, value in zip(epochs, values, strict=True)]
         write_json(folder / "curves" / f"{label}.json", rows)
         if split == "eval":
             plot_curves(curves, folder / f"{label}.png", label.replace("_", " "))
