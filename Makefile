@@ -30,10 +30,9 @@ dag: $(VENV)/installed
 clean-venv:
 	rm -rf $(VENV)
 
-# Paste the comparison table written by the last `dvc repro` into the README.
+# Paste the comparison table of the last `dvc repro` and the multi-seed reports into the README.
 readme: $(VENV)/installed
-	$(PYTHON) -c "import re, pathlib; readme = pathlib.Path('README.md'); table = pathlib.Path('reports/comparison.md').read_text(); \
-	readme.write_text(re.sub(r'(<!-- comparison:start -->\n).*?(<!-- comparison:end -->)', lambda m: m[1] + table + m[2], readme.read_text(), flags=re.S))"
+	$(PYTHON) tools/readme.py
 
 # A configuration is params.yaml plus the `dvc exp run -S` overrides of configs/<name>.txt.
 overrides = $$(grep -v '^\#' configs/$(1).txt | sed 's/^/-S /')

@@ -70,3 +70,20 @@ def test_report_shows_the_changed_metric(tmp_path):
     assert "0.9859" in report and "0.9848" in report and "errors" in report
     assert "temperature" in report and "4.0" in report and "2.0" in report
     assert "| student | 98.59 % |" in report
+
+
+def test_make_readme_pastes_the_reports_between_their_markers(tmp_path):
+    (tmp_path / "reports" / "seeds").mkdir(parents=True)
+    (tmp_path / "reports" / "comparison.md").write_text("| new comparison |\n")
+    (tmp_path / "reports" / "seeds" / "best.md").write_text("| new best |\n")
+    (tmp_path / "README.md").write_text(
+        "intro\n<!-- comparison:start -->\nold\n<!-- comparison:end -->\nmiddle\n"
+        "<!-- seeds:best:start -->\nold\n<!-- seeds:best:end -->\n"
+        "<!-- seeds:default:start -->\nkept\n<!-- seeds:default:end -->\nend\n"
+    )
+    subprocess.run([sys.executable, str(ROOT / "tools" / "readme.py")], cwd=tmp_path, check=True)
+    assert (tmp_path / "README.md").read_text() == (
+        "intro\n<!-- comparison:start -->\n| new comparison |\n<!-- comparison:end -->\nmiddle\n"
+        "<!-- seeds:best:start -->\n| new best |\n<!-- seeds:best:end -->\n"
+        "<!-- seeds:default:start -->\nkept\n<!-- seeds:default:end -->\nend\n"
+    )
