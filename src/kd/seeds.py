@@ -43,7 +43,8 @@ def within_noise(spread):
 
 
 def markdown(summary, title):
-    """The summary as two Markdown tables: models, then paired gains with a verdict."""
+    """The summary as two Markdown tables: models, most accurate first; then the paired gains
+    with a verdict, each pair of models once."""
     seeds = ", ".join(map(str, summary["seeds"]))
     lines = [
         f"**{title}**, seeds {seeds} (mean ± standard deviation over seeds):",
@@ -51,7 +52,8 @@ def markdown(summary, title):
         "| model | teacher | test accuracy | test errors | errors per seed |",
         "|---|---|---|---|---|",
     ]
-    for name, row in summary["models"].items():
+    ranked = sorted(summary["models"].items(), key=lambda item: -item[1]["accuracy"]["mean"])
+    for name, row in ranked:
         accuracy, errors = row["accuracy"], row["errors"]
         lines.append(
             f"| {name} | {row['teacher'] or '—'} | {100 * accuracy['mean']:.2f} ± {100 * accuracy['std']:.2f} % | "
@@ -60,6 +62,9 @@ def markdown(summary, title):
     if summary["gains"]:
         lines += ["", "| gain (same seed, test accuracy) | mean ± std | per seed | verdict |", "|---|---|---|---|"]
         for name, gain in summary["gains"].items():
+            first, second = name.split(" vs ")
+            if f"{second} vs {first}" in summary["gains"] and second < first:
+                continue  # the same pair seen from the other side: listed once
             per_seed = " / ".join(f"{100 * v:+.2f}" for v in gain["values"])
             verdict = "within seed noise" if within_noise(gain) else ("gain" if gain["mean"] > 0 else "loss")
             lines.append(f"| {name} | {100 * gain['mean']:+.2f} ± {100 * gain['std']:.2f} pt | {per_seed} | {verdict} |")
