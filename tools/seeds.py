@@ -79,6 +79,16 @@ def experiments(names):
     return found, queued - set(found)
 
 
+def pipeline_seconds(comparison, timings):
+    """The summed wall times of this run's stages. timings/ may still hold files of models the
+    configuration dropped (DVC leaves uncached outputs of removed stages), so only the stages
+    of the models in ``comparison`` count."""
+    stages = {"prepare", "evaluate"}
+    stages |= {f"{'distill' if row['teacher'] else 'train'}@{name}" for name, row in comparison.items()
+               if name != "measured_on"}
+    return round(sum(seconds for path, seconds in timings.items() if Path(path).stem in stages), 1)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="default, or the name of a configs/<name>.txt overrides file")
@@ -108,7 +118,7 @@ def main(argv=None):
     runs = {params["seed"]: metrics for params, metrics, _ in done.values()}
     summary = summarise(runs)
     summary["overrides"] = settings
-    summary["pipeline_seconds"] = {params["seed"]: round(sum(timings.values()), 1) for params, _, timings in done.values()}
+    summary["pipeline_seconds"] = {params["seed"]: pipeline_seconds(metrics, timings) for params, metrics, timings in done.values()}
     title = f"Configuration `{args.config}`" + (f" (`configs/{args.config}.txt`)" if settings else " (params.yaml)")
     out = Path(args.out)
     write_json(out / f"{args.config}.json", summary)
