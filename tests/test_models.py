@@ -41,3 +41,24 @@ def test_images_too_small_for_the_architecture_name_the_layer(raw_params):
     spec = parse_params(raw_params).model("teacher")
     with pytest.raises(ParamsError, match=r"architectures\.teacher_cnn\[2\] \(model 'teacher', Conv2D\): the layer cannot take its input"):
         build_model(spec, (4, 4, 1), 10)
+
+
+def test_a_bad_augmentation_or_schedule_is_refused_naming_the_model(raw_params):
+    from kd.models import build_augmentation, build_optimizer
+
+    raw_params["augmentations"]["jitter"][0]["class_name"] = "RandomJitter"
+    raw_params["schedules"]["cosine"]["config"]["warmup"] = 3
+    raw_params["distill"]["student"].update(augmentation="jitter", schedule="cosine")
+    spec = parse_params(raw_params).model("student")
+    with pytest.raises(ParamsError, match=r"augmentation of model 'student', layer 0 \(RandomJitter\): Keras has no layer"):
+        build_augmentation(spec, (28, 28, 1), seed=0)
+    with pytest.raises(ParamsError, match=r"schedule of model 'student': Keras rejected"):
+        build_optimizer(spec, steps_per_epoch=10)
+
+
+def test_augmentation_layers_are_seeded_from_params(raw_params):
+    from kd.models import build_augmentation
+
+    raw_params["distill"]["student"]["augmentation"] = "jitter"
+    augment = build_augmentation(parse_params(raw_params).model("student"), (28, 28, 1), seed=7)
+    assert augment.layers[0].get_config()["seed"] == 7
