@@ -35,7 +35,7 @@ readme: $(VENV)/installed
 	$(PYTHON) tools/readme.py
 
 # A configuration is params.yaml plus the `dvc exp run -S` overrides of configs/<name>.txt.
-overrides = $$(grep -v '^\#' configs/$(1).txt | sed 's/^/-S /')
+overrides = $$(grep -v -e '^\#' -e '^[[:space:]]*$$' configs/$(1).txt | sed 's/^/-S /')
 
 # CI: the pipeline on the small config of configs/ci.txt.
 ci-repro: $(VENV)/installed

@@ -65,7 +65,7 @@ def main(argv=None):
             curves_dir=Path(args.curves) / spec.name)
     save_model(model, models / f"{spec.name}.keras")
     save_array(logits / f"{spec.name}.npy", predict_logits(model, train.inputs))
-    write_timing(Path(args.timings) / f"{'distill' if spec.teacher else 'train'}@{spec.name}.json", STARTED)
+    write_timing(Path(args.timings) / f"{spec.stage}.json", STARTED)
 
 
 if __name__ == "__main__":

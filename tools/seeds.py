@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from kd.artifacts import atomic_path, write_json  # noqa: E402
 from kd.errors import KdError, run_stage  # noqa: E402
+from kd.params import parse_params  # noqa: E402
 from kd.seeds import markdown, summarise  # noqa: E402
 
 
@@ -79,13 +80,11 @@ def experiments(names):
     return found, queued - set(found)
 
 
-def pipeline_seconds(comparison, timings):
+def pipeline_seconds(params, timings):
     """The summed wall times of this run's stages. timings/ may still hold files of models the
     configuration dropped (DVC leaves uncached outputs of removed stages), so only the stages
-    of the models in ``comparison`` count."""
-    stages = {"prepare", "evaluate"}
-    stages |= {f"{'distill' if row['teacher'] else 'train'}@{name}" for name, row in comparison.items()
-               if name != "measured_on"}
+    of the run's own models count."""
+    stages = {"prepare", "evaluate"} | {spec.stage for spec in parse_params(params).models.values()}
     return round(sum(seconds for path, seconds in timings.items() if Path(path).stem in stages), 1)
 
 
@@ -118,7 +117,7 @@ def main(argv=None):
     runs = {params["seed"]: metrics for params, metrics, _ in done.values()}
     summary = summarise(runs)
     summary["overrides"] = settings
-    summary["pipeline_seconds"] = {params["seed"]: pipeline_seconds(metrics, timings) for params, metrics, timings in done.values()}
+    summary["pipeline_seconds"] = {params["seed"]: pipeline_seconds(params, timings) for params, _, timings in done.values()}
     title = f"Configuration `{args.config}`" + (f" (`configs/{args.config}.txt`)" if settings else " (params.yaml)")
     out = Path(args.out)
     write_json(out / f"{args.config}.json", summary)

@@ -92,6 +92,11 @@ class ModelSpec:
         return self.distillation.teacher if self.distillation else None
 
     @property
+    def stage(self):
+        """The DVC stage that trains it, as dvc.yaml names it: ``train@<name>`` or ``distill@<name>``."""
+        return f"{'distill' if self.distillation else 'train'}@{self.name}"
+
+    @property
     def online_teacher(self):
         """True when the teacher must run on each (augmented) batch: cached logits are
         only valid for the unaugmented images they were computed on."""
@@ -135,10 +140,10 @@ def parse_params(raw):
     seed = _integer(raw["seed"], "seed", minimum=0)
     data = _parse_data(raw["data"])
     defaults = _keys(raw["training"], "training", required=TRAINING_KEYS)
-    architectures = _parse_architectures(raw["architectures"])
+    architectures = _parse_layer_lists(raw["architectures"], "architectures")
     named = {  # the sections whose entries a model refers to by name
         "architectures": architectures,
-        "augmentations": _parse_augmentations(raw.get("augmentations") or {}),
+        "augmentations": _parse_layer_lists(raw.get("augmentations") or {}, "augmentations"),
         "schedules": _parse_schedules(raw.get("schedules") or {}),
     }
 
@@ -186,14 +191,6 @@ def _parse_data(raw):
     if limit is not None:
         limit = _integer(limit, "data.limit", minimum=2)
     return DataSpec(source=source, validation_fraction=fraction, limit=limit)
-
-
-def _parse_architectures(raw):
-    return _parse_layer_lists(raw, "architectures")
-
-
-def _parse_augmentations(raw):
-    return _parse_layer_lists(raw, "augmentations")
 
 
 def _parse_layer_lists(raw, section):

@@ -184,12 +184,11 @@ def fit(model, spec, train, validation, seed, teacher_logits=None, teacher=None,
     (``train/loss``, ``eval/accuracy``, and for a distilled model ``train/hard_loss`` and
     ``train/soft_loss``).
     """
-    if spec.distillation is None and (teacher_logits is not None or teacher is not None):
-        raise ValueError(f"model {spec.name!r} has no teacher, but teacher outputs were given")
-    if spec.distillation is not None:
-        wanted = "the teacher model" if spec.online_teacher else "the teacher's cached logits"
-        if (teacher is not None) != spec.online_teacher or (teacher_logits is not None) == spec.online_teacher:
-            raise ValueError(f"model {spec.name!r} learns from {wanted}; give that, and only that")
+    given = {"teacher": teacher is not None, "teacher_logits": teacher_logits is not None}
+    wanted = {"teacher": spec.online_teacher, "teacher_logits": spec.distillation is not None and not spec.online_teacher}
+    if given != wanted:
+        raise ValueError(f"model {spec.name!r}: expected {[k for k, v in wanted.items() if v] or 'no teacher'}, "
+                         f"given {[k for k, v in given.items() if v] or 'none'}")
     targets = (train.y,)
     if teacher_logits is not None:
         if teacher_logits.shape != (len(train), train.num_classes):
