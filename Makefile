@@ -50,8 +50,9 @@ best: $(VENV)/installed
 # reports/seeds/<CONFIG>.md. CONFIG is default (params.yaml as it is) or a configs/<name>.txt.
 CONFIG ?= default
 SEEDS  ?= 0 1 2
+VERSUS ?=
 seeds: $(VENV)/installed
-	$(PYTHON) tools/seeds.py $(CONFIG) --seeds $(SEEDS)
+	$(PYTHON) tools/seeds.py $(CONFIG) --seeds $(SEEDS) $(if $(VERSUS),--versus $(VERSUS))
 
 # Fails when any stage is out of date or any output is missing.
 verify:

@@ -4,11 +4,16 @@ For two model pairs — seed 002's (conv teacher -> fully connected student, bat
 seed 000's (conv 256/512 teacher -> conv 16/32 student, batch 64) — times, in one process:
 
 - plain:           the student alone, Keras's own compiled step on hard labels;
-- ours:            kd's distillation step (teacher logits precomputed, fed beside the labels);
+- ours:            kd's distillation step, Hinton's loss (teacher logits precomputed, fed
+                   beside the labels); ours_standardize, ours_dkd, ours_dist: the other
+                   logit losses on the same cached path;
 - ours_online:     kd's step with the teacher run on every batch (what it does for augmented
                    inputs), without augmentation: the same work as keras_io;
 - ours_online_jitter: the same plus the ±2 px RandomTranslation of params.yaml's `jitter`,
                    applied once per batch and seen by teacher and student alike;
+- ours_hint, ours_attention, ours_rkd: the feature and relation losses, which read the
+                   teacher's layers and so run it on every batch (attention needs conv maps in
+                   both models: seed 000's pair only);
 - keras_io:        seed 000's keras.io ``Distiller``, ported to Keras 3 (teacher forward every step);
 - keras_distiller: ``keras.distillation.Distiller`` with ``LogitsDistillation(loss=KLDivergence())``.
 
@@ -36,8 +41,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import yaml  # noqa: E402
 
+from kd.losses import Objective, parse_loss  # noqa: E402
 from kd.params import Distillation, load_params  # noqa: E402
 from kd.models import build_augmentation, build_model  # noqa: E402
+from kd.teachers import Teachers, feature_layers  # noqa: E402
 from kd.training import DistillationTrainer, batches  # noqa: E402
 
 TEMPERATURE, SOFT_TARGET_WEIGHT = 4.0, 0.5
@@ -88,28 +95,33 @@ def seed000_models():
         return keras.Sequential(
             [
                 keras.Input(shape=(28, 28, 1)),
-                keras.layers.Conv2D(filters_1, (3, 3), strides=(2, 2), padding="same"),
+                keras.layers.Conv2D(filters_1, (3, 3), strides=(2, 2), padding="same", name="conv1"),
                 keras.layers.LeakyReLU(negative_slope=0.2),
                 keras.layers.MaxPooling2D(pool_size=(2, 2), strides=(1, 1), padding="same"),
-                keras.layers.Conv2D(filters_2, (3, 3), strides=(2, 2), padding="same"),
-                keras.layers.Flatten(),
+                keras.layers.Conv2D(filters_2, (3, 3), strides=(2, 2), padding="same", name="conv2"),
+                keras.layers.Flatten(name="features"),
                 keras.layers.Dense(10),
             ],
             name=name,
         )
 
-    return (lambda: conv(256, 512, "teacher")), (lambda: conv(16, 32, "student"))
+    # Layers the feature losses compare: (student, teacher) per loss; None where a pair has none.
+    layers = {"hint": ("conv2", "conv2"), "attention": (["conv1", "conv2"], ["conv1", "conv2"]),
+              "rkd": ("features", "features")}
+    return (lambda: conv(256, 512, "teacher")), (lambda: conv(16, 32, "student")), layers
 
 
 def seed002_models():
     params = load_params(ROOT / "params.yaml")
+    layers = {"hint": ("dense_1", "dense"), "attention": None, "rkd": ("dense_1", "dense")}
     return (
         lambda: build_model(params.model("teacher"), (28, 28, 1), 10),
         lambda: build_model(params.model("student"), (28, 28, 1), 10),
+        layers,
     )
 
 
-def variants(make_teacher, make_student, x, y, batch_size):
+def variants(make_teacher, make_student, feature_layers_of, x, y, batch_size):
     """``{name: (compiled model, infinite dataset)}``, each with a fresh student, same seed."""
     teacher = make_teacher()
     teacher_logits = teacher.predict(x, batch_size=1024, verbose=0)
@@ -122,16 +134,32 @@ def variants(make_teacher, make_student, x, y, batch_size):
     plain = fresh_student()
     plain.compile(optimizer=keras.optimizers.Adam(1e-3), loss=scce, metrics=["accuracy"])
 
-    distillation = Distillation("teacher", TEMPERATURE, SOFT_TARGET_WEIGHT)
-    ours = DistillationTrainer(fresh_student(), distillation)
-    ours.compile(optimizer=keras.optimizers.Adam(1e-3))
-    ours_online = DistillationTrainer(fresh_student(), distillation, teacher=teacher)
-    ours_online.compile(optimizer=keras.optimizers.Adam(1e-3))
+    def ours(loss="hinton", online=False, augment=None):
+        terms = parse_loss(loss, "bench", TEMPERATURE)
+        objective = Objective(Distillation("teacher", TEMPERATURE, SOFT_TARGET_WEIGHT, terms, (("teacher", 1.0),)))
+        teachers = (Teachers(["teacher"], models=[feature_layers(teacher, objective.teacher_layers, "bench", "teacher")])
+                    if online else Teachers(["teacher"], logits=[teacher_logits]))
+        trainer = DistillationTrainer(fresh_student(), objective, teachers, augment=augment)
+        trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
+        return trainer
+
     jitter = load_params(ROOT / "params.yaml").model("student")
     jitter = dataclasses.replace(jitter, augmentation=AUGMENTATION)
-    ours_online_jitter = DistillationTrainer(fresh_student(), distillation, teacher=teacher,
-                                             augment=build_augmentation(jitter, x.shape[1:], seed=0))
-    ours_online_jitter.compile(optimizer=keras.optimizers.Adam(1e-3))
+    hard = batches(x, y, batch_size=batch_size, shuffle_seed=0).repeat()
+    soft = batches(x, y, teacher_logits, batch_size=batch_size, shuffle_seed=0).repeat()
+    runs = {
+        "plain": (plain, hard),
+        "ours": (ours(), soft),
+        "ours_standardize": (ours({"kind": "hinton", "standardize": True}), soft),
+        "ours_dkd": (ours("dkd"), soft),
+        "ours_dist": (ours("dist"), soft),
+        "ours_online": (ours(online=True), hard),
+        "ours_online_jitter": (ours(online=True, augment=build_augmentation(jitter, x.shape[1:], seed=0)), hard),
+    }
+    for kind, pair in feature_layers_of.items():
+        if pair is not None:
+            loss = {"kind": kind, "student_layer": pair[0], "teacher_layer": pair[1]}
+            runs[f"ours_{kind}"] = (ours(loss, online=True), hard)
 
     keras_io = KerasIoDistiller(fresh_student(), teacher)
     keras_io.compile(keras.optimizers.Adam(1e-3), scce, keras.losses.KLDivergence(),
@@ -147,24 +175,16 @@ def variants(make_teacher, make_student, x, y, batch_size):
     )
     keras_distiller.compile(optimizer=keras.optimizers.Adam(1e-3), loss=scce)
 
-    hard = batches(x, y, batch_size=batch_size, shuffle_seed=0).repeat()
-    soft = batches(x, y, teacher_logits, batch_size=batch_size, shuffle_seed=0).repeat()
-    return {
-        "plain": (plain, hard),
-        "ours": (ours, soft),
-        "ours_online": (ours_online, hard),
-        "ours_online_jitter": (ours_online_jitter, hard),
-        "keras_io": (keras_io, hard),
-        "keras_distiller": (keras_distiller, hard),
-    }
+    runs.update(keras_io=(keras_io, hard), keras_distiller=(keras_distiller, hard))
+    return runs
 
 
-def time_pair(make_teacher, make_student, batch_size, rounds, steps):
+def time_pair(make_teacher, make_student, feature_layers_of, batch_size, rounds, steps):
     rng = np.random.default_rng(0)
     n = batch_size * 8
     x = rng.random((n, 28, 28, 1), dtype=np.float32)
     y = rng.integers(0, 10, size=n)
-    runs = variants(make_teacher, make_student, x, y, batch_size)
+    runs = variants(make_teacher, make_student, feature_layers_of, x, y, batch_size)
     for model, data in runs.values():  # warm-up: tracing, compilation, caches
         model.fit(data, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
     seconds = {name: [] for name in runs}
@@ -190,8 +210,8 @@ def main():
     print(f"machine: {platform.processor() or platform.machine()}, TensorFlow {tf.__version__}, "
           f"Keras {keras.__version__}; {args.rounds} rounds of {args.steps} steps per variant")
     print(f"{'pair':8} {'variant':19} {'ms/step':>9} {'ratio':>7}")
-    for pair, (make_teacher, make_student, batch_size) in pairs.items():
-        per_step = time_pair(make_teacher, make_student, batch_size, args.rounds, args.steps)
+    for pair, (make_teacher, make_student, layers, batch_size) in pairs.items():
+        per_step = time_pair(make_teacher, make_student, layers, batch_size, args.rounds, args.steps)
         ratios[pair] = {name: round(t / per_step["plain"], 2) for name, t in per_step.items() if name != "plain"}
         for name, t in per_step.items():
             print(f"{pair:8} {name:19} {1000 * t:9.2f} {t / per_step['plain']:7.2f}")

@@ -1,8 +1,8 @@
 """Stage train / distill: train one model named in params.yaml, from its teacher if it has one.
 
 A model with a teacher learns from the teacher's cached logits (logits/<teacher>.npy),
-or, when its training inputs are augmented, from the teacher model itself
-(models/<teacher>.keras) run on each augmented batch; the log says which.
+or, when its inputs are augmented or its loss reads the teacher's layers, from the teacher
+model itself (models/<teacher>.keras) run on each batch; the log says which and why.
 Writes the model (models/<name>.keras), its logits on the training split
 (logits/<name>.npy), which the models it teaches learn from, and its per-epoch curves
 (dvclive/<name>/).
@@ -34,35 +34,29 @@ def main(argv=None):
     params = load_params(args.params)
     spec = params.model(args.model)
     # Heavy imports only once params are known to be good.
-    from kd.artifacts import load_array, load_model, save_array, save_model
+    from kd.artifacts import save_array, save_model
     from kd.data import load_split
     from kd.models import build_model
     from kd.provenance import write_timing
+    from kd.teachers import describe, load_teachers
     from kd.training import fit, predict_logits, seed_everything, training_scope
 
     models, logits = Path(args.models), Path(args.logits)
     train, validation = load_split(Path(args.data) / "train.npz"), load_split(Path(args.data) / "validation.npz")
     augmentation = ", ".join(layer["class_name"] for layer in spec.augmentation) or "none"
-    teacher_logits = None
     if spec.teacher is None:
         print(f"{spec.name}: training on hard labels; augmentation: {augmentation}")
-    else:
-        source = "online (it runs on every augmented batch)" if spec.online_teacher else "its cached logits"
-        print(f"{spec.name}: distilling from {spec.teacher!r} (T={spec.distillation.temperature}, "
-              f"soft_target_weight={spec.distillation.soft_target_weight}) with {source}; "
-              f"augmentation: {augmentation}")
-        if not spec.online_teacher:
-            teacher_logits = load_array(logits / f"{spec.teacher}.npy", f"logits of teacher {spec.teacher!r}")
 
     seed_everything(params.seed)
     with training_scope(spec):
         model = build_model(spec, train.x.shape[1:], train.num_classes)
         model.summary()
-        teacher = None
-        if spec.online_teacher:
-            teacher = load_model(models / f"{spec.teacher}.keras", f"teacher {spec.teacher!r}")
-        fit(model, spec, train, validation, params.seed, teacher_logits, teacher,
-            curves_dir=Path(args.curves) / spec.name)
+        teachers = None
+        if spec.distillation is not None:
+            teachers = load_teachers(spec, models, logits, len(train), train.num_classes)
+            print(f"{spec.name}: distilling from {describe(spec.distillation)} with {teachers.reason}; "
+                  f"augmentation: {augmentation}")
+        fit(model, spec, train, validation, params.seed, teachers, curves_dir=Path(args.curves) / spec.name)
     save_model(model, models / f"{spec.name}.keras")
     save_array(logits / f"{spec.name}.npy", predict_logits(model, train.inputs))
     write_timing(Path(args.timings) / f"{spec.stage}.json", STARTED)

@@ -113,3 +113,61 @@ def test_yaml_tags_that_build_python_objects_are_refused(tmp_path):
     unsafe.write_text("seed: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(unsafe)
+
+
+def test_a_loss_is_declared_per_model_or_in_training(raw_params):
+    raw_params["training"]["loss"] = {"kind": "dkd", "beta": 4}
+    raw_params["distill"]["student"]["loss"] = [
+        {"kind": "hinton", "standardize": True},
+        {"kind": "hint", "student_layer": "dense_1", "teacher_layer": "dense", "weight": 50},
+    ]
+    raw_params["distill"]["student"]["teacher"] = "teacher"
+    params = parse_params(raw_params)
+    ((term, weight),) = params.model("ta").distillation.loss
+    assert (term.name, term.config["beta"], term.temperature, weight) == ("dkd", 4, 4.0, 1.0)
+    student = params.model("student")
+    assert [(t.name, w) for t, w in student.distillation.loss] == [("hinton", 1.0), ("hint", 50.0)]
+    assert student.online_teacher  # the hint reads the teacher's layer: cached logits cannot serve
+    assert not params.model("ta").online_teacher
+
+
+def test_several_teachers_come_from_the_chain_above_the_teacher(raw_params):
+    raw_params["distill"]["student"].update(teachers={"ta": 1, "teacher": 3}, dense=True, drop=1)
+    distillation = parse_params(raw_params).model("student").distillation
+    assert distillation.teachers == (("ta", 1.0), ("teacher", 3.0)) and distillation.dense and distillation.drop == 1
+    raw_params["distill"]["student"].update(teachers=["teacher", "ta"], dense=False, drop=0)
+    assert parse_params(raw_params).model("student").distillation.teachers == (("ta", 1.0), ("teacher", 1.0))
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda r: r["distill"]["student"].update(teachers=["ta", "student_scratch"]),
+         "distill.student.teachers: 'student_scratch' is not above 'ta' in its teacher chain (ta -> teacher); "
+         "dvc.yaml gives a stage one teacher edge"),
+        (lambda r: r["distill"]["student"].update(teachers=["teacher"]),
+         "distill.student.teachers: teacher does not include the model's teacher 'ta'"),
+        (lambda r: r["distill"]["student"].update(teachers={"ta": 0, "teacher": 0}),
+         "distill.student.teachers: every teacher has weight 0"),
+        (lambda r: r["distill"]["student"].update(teachers={"ta": -1, "teacher": 1}),
+         "distill.student.teachers.ta: expected a weight >= 0, found -1"),
+        (lambda r: r["distill"]["student"].update(teachers=["ta", "teacher"], drop=1),
+         "distill.student.drop: 1 needs dense: true and fewer than the 2 teacher(s)"),
+        (lambda r: r["distill"]["student"].update(teachers=["ta", "teacher"], dense=True, drop=2),
+         "distill.student.drop: 2 needs dense: true and fewer than the 2 teacher(s)"),
+        (lambda r: r["distill"]["student"].update(loss={"kind": "hint", "student_layer": "h1", "teacher_layer": "dense"}),
+         "distill.student.loss.student_layer: 'h1' is not a layer of architecture fc_student (model 'student'); "
+         "its layers: flatten, dense, dense_1, logits (name a layer with `name` in its config)"),
+        (lambda r: r["distill"]["student"].update(loss={"kind": "rkd", "student_layer": "dense", "teacher_layer": "conv"}),
+         "distill.student.loss.teacher_layer: 'conv' is not a layer of architecture ta_cnn (model 'ta'); its layers: "
+         "conv2d, max_pooling2d, conv2d_1, max_pooling2d_1, flatten, dropout, dense, dropout_1, logits"),
+        (lambda r: r["distill"]["student"].update(loss="dkdd"),
+         "distill.student.loss.kind: unknown kind 'dkdd'; expected one of hinton, dkd, dist, hint, attention, rkd"),
+        (lambda r: r["training"].update(loss={"kind": "dist", "tau": 4}),
+         "training.loss: unknown option(s) tau of kind 'dist'; expected temperature, beta, gamma"),
+        (lambda r: r["train"]["teacher"].update(loss="dkd"),
+         "train.teacher: unknown key(s) loss"),
+    ],
+)
+def test_bad_losses_and_teacher_lists_are_refused_naming_the_key(raw_params, edit, expected):
+    assert expected in break_params(raw_params, edit)

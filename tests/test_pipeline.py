@@ -196,6 +196,31 @@ def test_a_student_sweep_retrains_only_the_student(repo):
     assert by_temperature[1] != by_temperature[8]
 
 
+def test_other_losses_and_several_teachers_are_one_params_entry_each(repo):
+    """A FitNets student (online: it reads the teacher's layer) and a DGKD student (cached logits of
+    two teachers) are added as params entries: only their stages and the evaluation run."""
+    run(["dvc", "repro"], repo)
+    commit(repo, "before the methods")
+    student = {"architecture": "fc_student", "temperature": 4.0, "soft_target_weight": 0.5}
+    set_params(repo, {
+        "distill.kd_hint": {**student, "teacher": "teacher",
+                            "loss": {"kind": "hint", "student_layer": "dense_1", "teacher_layer": "dense"}},
+        "distill.kd_dgkd": {**student, "teacher": "ta", "teachers": ["ta", "teacher"], "dense": True, "drop": 1},
+    })
+    output = run(["dvc", "repro"], repo)
+    assert stages_run(output) == ["distill@kd_dgkd", "distill@kd_hint", "evaluate"]
+    assert "kd_hint: distilling from 'teacher' (T=4.0, soft_target_weight=0.5, loss 100·hint(student_layer=dense_1, " \
+           "teacher_layer=dense)) with online (the hint term reads its layers)" in output
+    assert "kd_dgkd: distilling from 'ta' ×1, 'teacher' ×1 (DGKD, drop 1) (T=4.0, soft_target_weight=0.5, " \
+           "loss hinton) with its cached logits" in output
+    per_teacher = json.loads((repo / "plots" / "curves" / "train_hinton_teacher.json").read_text())
+    assert {row["model"] for row in per_teacher} == {"kd_dgkd"}  # a curve per term, found, not listed
+    comparison = json.loads((repo / "metrics" / "comparison.json").read_text())
+    assert comparison["kd_hint"]["params"] == comparison["student_direct"]["params"]  # the regressor is not saved
+    assert "gain_vs_student_direct" in comparison["kd_dgkd"]
+    set_params(repo, {"distill": yaml.safe_load((ROOT / "params.yaml").read_text())["distill"]})
+
+
 def test_the_best_configuration_over_two_seeds(repo):
     """configs/best.txt through tools/seeds.py: online teacher, no TA, a report, the workspace untouched."""
     # Earlier tests may have given the student another architecture; the gain needs the scratch's.
@@ -207,7 +232,8 @@ def test_the_best_configuration_over_two_seeds(repo):
     assert stages_run(output) == sorted(["prepare", "train@teacher", "train@student_scratch", "distill@student",
                                          "evaluate"])
     log = run(["dvc", "queue", "logs", "best-seed1"], repo)  # the whole log of one experiment
-    assert re.search(r"student: distilling from 'teacher' \(T=[\d.]+, soft_target_weight=[\d.]+\) with online", log)
+    assert re.search(r"student: distilling from 'teacher' \(T=[\d.]+, soft_target_weight=[\d.]+, loss hinton\) "
+                     r"with online \(it runs on every augmented batch\)", log)
     assert (repo / "params.yaml").read_text() == params_before
 
     summary = json.loads((repo / "reports" / "seeds" / "best.json").read_text())

@@ -40,3 +40,19 @@ def test_runs_with_different_models_are_refused():
     del runs[1]["student_scratch"]
     with pytest.raises(ValueError, match="model 'student_scratch' is missing from some runs"):
         summarise(runs)
+
+
+def test_versus_lists_each_model_against_one_baseline_only():
+    def run(direct, dkd, scratch):
+        rows = {"student_scratch": {"teacher": "", "accuracy": scratch, "errors": 0}}
+        for name, accuracy in (("student_direct", direct), ("kd_dkd", dkd)):
+            rows[name] = {"teacher": "teacher", "accuracy": accuracy, "errors": 0,
+                          "gain_vs_student_scratch": accuracy - scratch}
+        rows["student_direct"]["gain_vs_kd_dkd"] = direct - dkd
+        rows["kd_dkd"]["gain_vs_student_direct"] = dkd - direct
+        return rows
+
+    summary = summarise({0: run(0.9870, 0.9880, 0.9780), 1: run(0.9875, 0.9890, 0.9790)})
+    report = markdown(summary, "methods", versus="student_direct")
+    assert "| kd_dkd vs student_direct | +0.12 ± 0.04 pt |" in report
+    assert "vs student_scratch" not in report and "student_direct vs kd_dkd" not in report

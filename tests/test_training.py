@@ -5,6 +5,7 @@ from kd.data import Split
 from kd.errors import ArtifactError, TrainingError
 from kd.models import build_model
 from kd.params import parse_params
+from kd.teachers import Teachers, load_teachers
 from kd.training import fit, predict_logits, seed_everything
 
 
@@ -45,19 +46,20 @@ def test_a_distilled_model_learns_and_logs_both_terms(raw_params):
     teacher_logits = np.eye(3, dtype=np.float32)[train.y] * 5.0
     spec = small_spec(raw_params, "student")
     model = build_model(spec, (4, 4, 1), 3)
-    history = fit(model, spec, train, validation, seed=0, teacher_logits=teacher_logits)
+    history = fit(model, spec, train, validation, seed=0, teachers=Teachers(["ta"], logits=[teacher_logits]))
     assert {"hard_loss", "soft_loss"} <= set(history.history)
     assert history.history["soft_loss"][-1] < history.history["soft_loss"][0]
     agreement = np.mean(predict_logits(model, train.x).argmax(1) == teacher_logits.argmax(1))
     assert agreement > 0.9
 
 
-def test_logits_of_the_wrong_length_are_refused(raw_params):
-    train, validation = toy_splits()
+def test_logits_of_the_wrong_length_are_refused(raw_params, tmp_path):
+    from kd.artifacts import save_array
+
+    save_array(tmp_path / "ta.npy", np.zeros((10, 3), np.float32))
     spec = small_spec(raw_params, "student")
-    model = build_model(spec, (4, 4, 1), 3)
     with pytest.raises(ArtifactError, match=r"logits of teacher 'ta' have shape \(10, 3\); expected \(192, 3\)"):
-        fit(model, spec, train, validation, seed=0, teacher_logits=np.zeros((10, 3), np.float32))
+        load_teachers(spec, tmp_path, tmp_path, 192, 3)
 
 
 def test_a_diverging_loss_stops_training_naming_model_and_epoch(raw_params):
@@ -80,6 +82,7 @@ sys.path.insert(0, sys.argv[2])
 import yaml
 from kd.models import build_model
 from kd.params import parse_params
+from kd.teachers import Teachers
 from kd.training import fit, seed_everything, training_scope
 from test_training import small_spec, toy_splits
 
@@ -91,7 +94,7 @@ teacher_logits = np.eye(3, dtype=np.float32)[train.y] * 5.0
 with training_scope(spec):
     strategy = tf.distribute.get_strategy()
     model = build_model(spec, (4, 4, 1), 3)
-    history = fit(model, spec, train, validation, seed=0, teacher_logits=teacher_logits)
+    history = fit(model, spec, train, validation, seed=0, teachers=Teachers(["ta"], logits=[teacher_logits]))
 print("REPLICAS", strategy.num_replicas_in_sync, type(strategy).__name__)
 print("LOSS", history.history["loss"][0], history.history["loss"][-1])
 print("VAL_ACCURACY", history.history["val_accuracy"][-1])
@@ -137,7 +140,7 @@ def test_the_online_teacher_runs_on_the_augmented_batch():
     """With augmentation, the teacher's soft targets come from the batch the student sees."""
     import keras
 
-    from kd.losses import soft_target_loss
+    from kd.losses import Objective, hinton, parse_loss
     from kd.params import Distillation
     from kd.training import DistillationTrainer
 
@@ -155,15 +158,16 @@ def test_the_online_teacher_runs_on_the_augmented_batch():
     shifted = keras.ops.convert_to_numpy(augment(x, training=True))
     assert not np.allclose(shifted, x)
 
-    trainer = DistillationTrainer(student, Distillation("teacher", 4.0, 1.0), teacher=teacher, augment=augment)
+    distillation = Distillation("teacher", 4.0, 1.0, parse_loss("hinton", "loss", 4.0), (("teacher", 1.0),))
+    trainer = DistillationTrainer(student, Objective(distillation), Teachers(["teacher"], models=[teacher]),
+                                  augment=augment)
     trainer.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0))  # weights stay put
     logs = trainer.train_on_batch(x, y, return_dict=True)
 
-    on_shifted = float(soft_target_loss(teacher(shifted), student(shifted), 4.0))
-    on_plain = float(soft_target_loss(teacher(x), student(x), 4.0))
+    on_shifted = float(hinton(teacher(shifted), student(shifted), 4.0))
+    on_plain = float(hinton(teacher(x), student(x), 4.0))
     assert logs["soft_loss"] == pytest.approx(on_shifted, rel=1e-5)
     assert abs(on_shifted - on_plain) > 1e-3
-    assert not teacher.trainable
 
 
 def test_augmented_training_is_reproducible(raw_params):
@@ -215,3 +219,77 @@ def test_keep_best_restores_the_epoch_best_on_validation():
         keep.on_epoch_end(epoch, {"val_accuracy": accuracy, "val_loss": loss})
     keep.on_train_end()
     np.testing.assert_array_equal(student.get_weights()[0], np.full((2, 1), 2.0))
+
+
+def test_feature_terms_train_online_and_their_regressor_is_not_part_of_the_student(raw_params, tmp_path):
+    """hint (with a dense regressor), rkd and attention read layers of student and teacher."""
+    import keras
+
+    from kd.artifacts import load_model, save_model
+    from kd.teachers import feature_layers
+
+    raw_params["architectures"]["tiny_conv"] = [
+        {"class_name": "Conv2D", "config": {"filters": 4, "kernel_size": 3, "padding": "same", "name": "maps"}},
+        {"class_name": "Flatten"},
+        {"class_name": "Dense", "config": {"units": 8, "activation": "relu", "name": "features"}},
+    ]
+    raw_params["train"]["teacher"].update(architecture="tiny_conv", epochs=5, batch_size=32)
+    raw_params["distill"]["ta"]["architecture"] = "tiny_conv"
+    teacher_spec = parse_params(raw_params).model("teacher")
+    seed_everything(0)
+    train, validation = toy_splits()
+    teacher = build_model(teacher_spec, (4, 4, 1), 3)
+    fit(teacher, teacher_spec, train, validation, seed=0)
+    teacher.trainable = False
+
+    for loss in (
+        {"kind": "hint", "student_layer": "dense", "teacher_layer": "features", "weight": 1},  # 16 -> 8: dense regressor
+        {"kind": "rkd", "student_layer": "dense", "teacher_layer": "features", "weight": 0.1},
+        [{"kind": "hinton"}, {"kind": "attention", "student_layer": "maps", "teacher_layer": "maps"}],
+    ):
+        raw = {**raw_params, "distill": {"student": {**raw_params["distill"]["student"], "teacher": "teacher"}}}
+        raw["architectures"]["student_conv"] = [
+            {"class_name": "Conv2D", "config": {"filters": 2, "kernel_size": 3, "padding": "same", "name": "maps"}},
+            {"class_name": "Flatten"}, {"class_name": "Dense", "config": {"units": 16, "activation": "relu"}}]
+        spec = small_spec(raw, "student", loss=loss, architecture="student_conv")
+        assert spec.online_teacher
+        seed_everything(0)
+        student = build_model(spec, (4, 4, 1), 3)
+        layers = [n for term, _ in spec.distillation.loss if term.features for n in term.teacher_layers]
+        teachers = Teachers(["teacher"], models=[feature_layers(teacher, layers, "loss", "teacher")])
+        history = fit(student, spec, train, validation, seed=0, teachers=teachers)
+        assert history.history["soft_loss"][-1] < history.history["soft_loss"][0], loss
+        assert history.history["val_accuracy"][-1] > 0.5, loss  # chance: 1/3
+
+    # The last student saved and loaded is just the student: the same weights as one built plainly.
+    save_model(student, tmp_path / "student.keras")
+    loaded = load_model(tmp_path / "student.keras")
+    assert [w.shape for w in loaded.get_weights()] == [w.shape for w in build_model(spec, (4, 4, 1), 3).get_weights()]
+
+
+def test_a_hint_that_no_regressor_can_bridge_is_refused_naming_both_shapes(raw_params):
+    import keras
+
+    from kd.errors import ParamsError
+    from kd.losses import Objective
+    from kd.training import DistillationTrainer
+
+    spec = small_spec(raw_params, "student", loss={"kind": "hint", "student_layer": "dense", "teacher_layer": "conv2d"})
+    student = build_model(spec, (4, 4, 1), 3)
+    inputs = keras.Input((4, 4, 1))
+    maps = keras.layers.Conv2D(2, 3, name="conv2d")(inputs)
+    teacher = keras.Model(inputs, {"logits": keras.layers.Dense(3)(keras.layers.Flatten()(maps)), "conv2d": maps})
+    with pytest.raises(ParamsError, match=r"student layer 'dense' gives \(batch, 16\) and teacher layer 'conv2d' gives "
+                                          r"\(batch, 2, 2, 2\); a regressor bridges channels"):
+        DistillationTrainer(student, Objective(spec.distillation), Teachers(["ta"], models=[teacher]))
+
+
+def test_layer_names_do_not_depend_on_what_else_the_process_built(raw_params):
+    import keras
+
+    from kd.models import layer_names
+
+    spec = parse_params(raw_params).model("student")
+    keras.layers.Dense(3)  # takes the name "dense" in this process...
+    model = build_model(spec, (28, 28, 1), 10)
+    assert [layer.name for layer in model.layers] == layer_names(spec.layers) == ["flatten", "dense", "dense_1", "logits"]

@@ -94,6 +94,7 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--report-only", action="store_true", help="report the seeds that already ran")
     parser.add_argument("--out", default="reports/seeds", help="folder for <config>.md and <config>.json")
+    parser.add_argument("--versus", help="list each model's gain against this model only (e.g. student_direct)")
     args = parser.parse_args(argv)
 
     settings = overrides(args.config)
@@ -122,7 +123,7 @@ def main(argv=None):
     out = Path(args.out)
     write_json(out / f"{args.config}.json", summary)
     with atomic_path(out / f"{args.config}.md") as temporary:
-        temporary.write_text(markdown(summary, title))
+        temporary.write_text(markdown(summary, title, versus=args.versus))
     print((out / f"{args.config}.md").read_text())
 
 

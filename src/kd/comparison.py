@@ -115,15 +115,13 @@ def plot_curves(curves, path, ylabel):
     _save(figure, path)
 
 
-CURVES = ("eval/accuracy", "eval/loss", "train/accuracy", "train/loss", "train/hard_loss", "train/soft_loss")
-
-
 def write_plots(comparison, curves_root, folder):
     """Write ``folder``'s plots: data that ``dvc plots show`` renders, and PNGs for the README.
 
     - ``accuracy_vs_flops.json`` / ``.png``: test accuracy against FLOPs, one point per model;
-    - ``curves/<split>_<metric>.json``: one per-epoch metric of every model, long format
-      (``model``, ``epoch``, ``value``), drawn one line per model;
+    - ``curves/<split>_<metric>.json``: each per-epoch metric that any model logged (found in
+      ``curves_root/<model>/``, so a new loss term's parts appear without a list to keep),
+      long format (``model``, ``epoch``, ``value``), drawn one line per model;
     - ``validation_accuracy.png``, ``validation_loss.png``: the same for the README.
     """
     from kd.artifacts import write_json
@@ -132,13 +130,10 @@ def write_plots(comparison, curves_root, folder):
     write_json(folder / "accuracy_vs_flops.json",
                [{"model": name, "flops": row["flops"], "accuracy": row["accuracy"]} for name, row in comparison.items()])
     plot_accuracy_vs_flops(comparison, folder / "accuracy_vs_flops.png")
-    for metric in CURVES:
-        distilled_only = metric in ("train/hard_loss", "train/soft_loss")
-        curves = {}
-        for name in comparison:
-            if distilled_only and not comparison[name]["teacher"]:
-                continue
-            curves[name] = read_curves(Path(curves_root) / name, metric)
+    logged = {name: logged_metrics(Path(curves_root) / name) | {"eval/accuracy", "eval/loss"} for name in comparison}
+    for metric in sorted(set().union(*logged.values())):
+        # every model has validation curves: read_curves names the file when one is missing
+        curves = {name: read_curves(Path(curves_root) / name, metric) for name in comparison if metric in logged[name]}
         split, quantity = metric.split("/")
         label = f"{'validation' if split == 'eval' else 'train'}_{quantity}"
         rows = [{"model": name, "epoch": int(epoch), "value": float(value)}
@@ -146,6 +141,12 @@ def write_plots(comparison, curves_root, folder):
         write_json(folder / "curves" / f"{label}.json", rows)
         if split == "eval":
             plot_curves(curves, folder / f"{label}.png", label.replace("_", " "))
+
+
+def logged_metrics(curves_dir):
+    """The metrics a DVCLive folder holds per epoch, as ``split/name`` (``eval/accuracy``, ...)."""
+    root = Path(curves_dir) / "plots" / "metrics"
+    return {str(path.relative_to(root).with_suffix("")) for path in root.glob("*/*.tsv")}
 
 
 def read_curves(curves_dir, metric):

@@ -9,8 +9,11 @@ learning-rate schedules are Keras configs in the same format.
 """
 
 import inspect
+import re
 
 from kd.errors import ParamsError
+
+LOGITS = "logits"  # the name of the output layer the builder adds
 
 
 def build_model(spec, input_shape, num_classes):
@@ -22,17 +25,43 @@ def build_model(spec, input_shape, num_classes):
     import keras
 
     model = keras.Sequential(name=spec.name)
-    model.add(keras.Input(shape=tuple(input_shape)))
-    for position, layer_config in enumerate(spec.layers):
+    model.add(keras.Input(shape=tuple(input_shape), name="input_layer"))
+    for position, (layer_config, name) in enumerate(zip(spec.layers, layer_names(spec.layers)[:-1], strict=True)):
         where = f"architectures.{spec.architecture}[{position}] (model {spec.name!r}, {layer_config['class_name']})"
-        layer = _layer(layer_config, where)
+        config = {**(layer_config.get("config") or {}), "name": name}
+        layer = _layer({**layer_config, "config": config}, where)
         try:
             model.add(layer)
         except Exception as error:
             raise ParamsError(f"{where}: the layer cannot take its input: {error}") from None
     # Logits stay float32 under mixed precision, as Keras recommends for the last layer.
-    model.add(keras.layers.Dense(num_classes, name="logits", dtype="float32"))
+    model.add(keras.layers.Dense(num_classes, name=LOGITS, dtype="float32"))
     return model
+
+
+def layer_names(layers):
+    """The names of a model's layers built from ``layers`` (configs), the output layer last.
+
+    A config's own ``name`` is kept; other layers get the name Keras gives them in a fresh
+    process (``dense``, ``dense_1``, ...), set explicitly so that it does not depend on what
+    else the process built. Loss terms refer to layers by these names.
+    """
+    names, counts = [], {}
+    for layer_config in layers:
+        name = (layer_config.get("config") or {}).get("name")
+        if name is None:
+            prefix = _snake_case(layer_config["class_name"])
+            name = prefix if prefix not in counts else f"{prefix}_{counts[prefix]}"
+            counts[prefix] = counts.get(prefix, 0) + 1
+        names.append(name)
+    return names + [LOGITS]
+
+
+def _snake_case(class_name):
+    """``MaxPooling2D`` -> ``max_pooling2d``, as ``keras.src.utils.naming.to_snake_case``."""
+    name = re.sub(r"\W+", "", class_name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def build_augmentation(spec, input_shape, seed):

@@ -11,14 +11,16 @@ The file's sections:
 - ``seed``: one integer that seeds the split, the initial weights, dropout and shuffling.
 - ``data``: ``source``, ``validation_fraction``, ``limit``.
 - ``training``: defaults (``epochs``, ``batch_size``, ``optimizer``, ``schedule``,
-  ``augmentation``, ``keep``, ``distribution``, ``precision``) for every model.
+  ``augmentation``, ``keep``, ``distribution``, ``precision``) for every model, and the
+  ``loss`` of every distilled model.
 - ``architectures``: named lists of Keras layer configs.
 - ``augmentations``: named lists of Keras preprocessing layer configs, applied to training
   batches only; a model names one in its ``augmentation`` key.
 - ``schedules``: named Keras learning-rate schedule configs; a model names one in its
   ``schedule`` key.
 - ``train``: models trained on the labels alone (the teacher, the scratch control).
-- ``distill``: models that learn from the model named by their ``teacher`` key.
+- ``distill``: models that learn from the model named by their ``teacher`` key (and, with
+  ``teachers``, from models above it in its chain), through their ``loss`` (:mod:`kd.losses`).
 - ``evaluate``: how latency is measured (repeats, warm-up, throughput batch size).
 
 A model entry may override any ``training`` key for itself.
@@ -38,7 +40,9 @@ TRAINING_KEYS = (
 KEEP = ("last", "best")  # which epoch's weights a model keeps: see kd.training.KeepBestEpoch
 DISTRIBUTIONS = ("auto", "default", "mirrored")  # see kd.devices
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-DISTILL_KEYS = ("teacher", "temperature", "soft_target_weight")
+DISTILL_KEYS = ("teacher", "temperature", "soft_target_weight")  # required in a distill: entry
+DISTILL_OPTIONAL = ("loss", "teachers", "dense", "drop")
+DISTILL_DEFAULTS = ("loss",)  # keys of training: that only distilled models read
 MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -63,11 +67,20 @@ class EvaluateSpec:
 
 @dataclass(frozen=True)
 class Distillation:
-    """What a distilled model learns from, and how the two loss terms are weighed."""
+    """What a distilled model learns from, and through which loss.
+
+    ``teachers`` holds ``(name, weight)`` pairs, ``teacher`` (the nearest) first; ``loss``
+    holds ``(term, weight)`` pairs (see :mod:`kd.losses`). ``dense``: one logit term per
+    teacher (DGKD), with ``drop`` of them left out per batch; else their targets averaged.
+    """
 
     teacher: str
     temperature: float
     soft_target_weight: float
+    loss: tuple = ()
+    teachers: tuple = ()
+    dense: bool = False
+    drop: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,9 +111,11 @@ class ModelSpec:
 
     @property
     def online_teacher(self):
-        """True when the teacher must run on each (augmented) batch: cached logits are
-        only valid for the unaugmented images they were computed on."""
-        return self.distillation is not None and bool(self.augmentation)
+        """True when the teachers must run on each batch: cached logits are only valid for
+        the unaugmented images they were computed on, and hold no layers for feature terms."""
+        if self.distillation is None:
+            return False
+        return bool(self.augmentation) or any(term.features for term, _ in self.distillation.loss)
 
 
 @dataclass(frozen=True)
@@ -139,7 +154,7 @@ def parse_params(raw):
           optional=("distill", "augmentations", "schedules"))
     seed = _integer(raw["seed"], "seed", minimum=0)
     data = _parse_data(raw["data"])
-    defaults = _keys(raw["training"], "training", required=TRAINING_KEYS)
+    defaults = _keys(raw["training"], "training", required=TRAINING_KEYS, optional=DISTILL_DEFAULTS)
     architectures = _parse_layer_lists(raw["architectures"], "architectures")
     named = {  # the sections whose entries a model refers to by name
         "architectures": architectures,
@@ -162,10 +177,10 @@ def parse_params(raw):
                 )
             if name in models:
                 raise ParamsError(f"{key}: model {name!r} is defined in both train and distill")
-            extra = DISTILL_KEYS if section == "distill" else ()
-            models[name] = _parse_model(name, key, entry, defaults, named, extra)
+            models[name] = _parse_model(name, key, entry, defaults, named, distilled=section == "distill")
 
     _check_chains(models)
+    _check_feature_layers(models)
     return Params(seed=seed, data=data, models=models, evaluate=_parse_evaluate(raw["evaluate"]))
 
 
@@ -224,9 +239,14 @@ def _class_config(value, key):
     return value
 
 
-def _parse_model(name, key, entry, defaults, named, distill_keys):
-    _keys(entry, key, required=("architecture",) + distill_keys, optional=TRAINING_KEYS)
-    settings = {**defaults, **{k: entry[k] for k in TRAINING_KEYS if k in entry}}
+def _parse_model(name, key, entry, defaults, named, distilled):
+    if distilled:
+        _keys(entry, key, required=("architecture",) + DISTILL_KEYS,
+              optional=TRAINING_KEYS + DISTILL_OPTIONAL)
+    else:
+        _keys(entry, key, required=("architecture",), optional=TRAINING_KEYS)
+    own = TRAINING_KEYS + (DISTILL_DEFAULTS if distilled else ())
+    settings = {**defaults, **{k: entry[k] for k in own if k in entry}}
 
     def setting_key(setting):  # where the value came from: the model's entry or the defaults
         return f"{key}.{setting}" if setting in entry else f"training.{setting}"
@@ -246,17 +266,7 @@ def _parse_model(name, key, entry, defaults, named, distill_keys):
     optimizer = _class_config(settings["optimizer"], setting_key("optimizer"))
     schedule = named_entry(settings["schedule"], setting_key("schedule"), "schedules", nullable=True)
     augmentation = named_entry(settings["augmentation"], setting_key("augmentation"), "augmentations", nullable=True)
-    distillation = None
-    if distill_keys:
-        temperature = _number(entry["temperature"], f"{key}.temperature")
-        if temperature <= 0:
-            raise ParamsError(f"{key}.temperature: expected a number > 0, found {temperature}")
-        weight = _number(entry["soft_target_weight"], f"{key}.soft_target_weight")
-        if not 0 <= weight <= 1:
-            raise ParamsError(f"{key}.soft_target_weight: expected a number in [0, 1], found {weight}")
-        if not isinstance(entry["teacher"], str):
-            raise ParamsError(f"{key}.teacher: expected a model name, found {entry['teacher']!r}")
-        distillation = Distillation(entry["teacher"], temperature, weight)
+    distillation = _parse_distillation(key, entry, settings, setting_key) if distilled else None
     return ModelSpec(
         name=name,
         architecture=entry["architecture"],
@@ -271,6 +281,75 @@ def _parse_model(name, key, entry, defaults, named, distill_keys):
         precision=_choice(settings["precision"], setting_key("precision"), PRECISIONS),
         distillation=distillation,
     )
+
+
+def _parse_distillation(key, entry, settings, setting_key):
+    from kd.losses import parse_loss
+
+    temperature = _number(entry["temperature"], f"{key}.temperature")
+    if temperature <= 0:
+        raise ParamsError(f"{key}.temperature: expected a number > 0, found {temperature}")
+    weight = _number(entry["soft_target_weight"], f"{key}.soft_target_weight")
+    if not 0 <= weight <= 1:
+        raise ParamsError(f"{key}.soft_target_weight: expected a number in [0, 1], found {weight}")
+    teacher = entry["teacher"]
+    if not isinstance(teacher, str):
+        raise ParamsError(f"{key}.teacher: expected a model name, found {teacher!r}")
+    loss = parse_loss(settings.get("loss", "hinton"), setting_key("loss"), temperature)
+    teachers = _parse_teachers(entry.get("teachers"), f"{key}.teachers", teacher)
+    dense = entry.get("dense", False)
+    if not isinstance(dense, bool):
+        raise ParamsError(f"{key}.dense: expected true or false, found {dense!r}")
+    drop = _integer(entry.get("drop", 0), f"{key}.drop", minimum=0)
+    if drop and not (dense and drop < len(teachers)):
+        raise ParamsError(f"{key}.drop: {drop} needs dense: true and fewer than the {len(teachers)} teacher(s) "
+                          "in teachers (each batch keeps at least one)")
+    return Distillation(teacher, temperature, weight, loss, teachers, dense, drop)
+
+
+def _parse_teachers(raw, key, teacher):
+    """``((name, weight), ...)``, ``teacher`` first: from a list of names or a name -> weight mapping."""
+    if raw is None:
+        return ((teacher, 1.0),)
+    if isinstance(raw, list):
+        raw = {name: 1.0 for name in raw} if all(isinstance(n, str) for n in raw) and len(set(raw)) == len(raw) \
+            else raw
+    if not isinstance(raw, dict) or not raw:
+        raise ParamsError(f"{key}: expected a list of model names or a mapping of model name to weight, "
+                          f"found {raw!r}")
+    if teacher not in raw:
+        raise ParamsError(f"{key}: {', '.join(map(str, raw))} does not include the model's teacher {teacher!r}")
+    weights = {}
+    for name, weight in raw.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
+            raise ParamsError(f"{key}.{name}: expected a weight >= 0, found {weight!r}")
+        weights[name] = float(weight)
+    if not any(weights.values()):
+        raise ParamsError(f"{key}: every teacher has weight 0; give at least one a weight > 0")
+    return ((teacher, weights.pop(teacher)),) + tuple(weights.items())
+
+
+def _check_feature_layers(models):
+    """Layers that feature terms name must exist in the student's and the teacher's architectures."""
+    from kd.models import layer_names
+
+    for spec in models.values():
+        if spec.distillation is None:
+            continue
+        teacher = models[spec.teacher]
+        for term, _ in spec.distillation.loss:
+            if not term.features:
+                continue
+            for option, model, names in (("student_layer", spec, term.student_layers),
+                                         ("teacher_layer", teacher, term.teacher_layers)):
+                known = layer_names(model.layers)
+                missing = [name for name in names if name not in known]
+                if missing:
+                    raise ParamsError(
+                        f"{term.where}.{option}: {', '.join(map(repr, missing))} is not a layer of architecture "
+                        f"{model.architecture} (model {model.name!r}); its layers: {', '.join(known)} "
+                        "(name a layer with `name` in its config)"
+                    )
 
 
 def _check_chains(models):
@@ -288,6 +367,20 @@ def _check_chains(models):
                 raise ParamsError(f"distill.{name}.teacher: the teacher chain has a cycle: {cycle}")
             seen.append(spec.teacher)
             spec = models[spec.teacher]
+    for name, spec in models.items():
+        if spec.distillation is None:
+            continue
+        chain, above = [], models[spec.teacher]
+        while above.teacher is not None:
+            chain.append(above.teacher)
+            above = models[above.teacher]
+        for other, _ in spec.distillation.teachers[1:]:
+            if other not in chain:
+                raise ParamsError(
+                    f"distill.{name}.teachers: {other!r} is not above {spec.teacher!r} in its teacher chain "
+                    f"({' -> '.join([spec.teacher] + chain)}); dvc.yaml gives a stage one teacher edge (DVC cannot "
+                    "template a list of dependencies), so other teachers must come before it in the chain"
+                )
 
 
 def _mapping(value, key):

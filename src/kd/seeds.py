@@ -42,9 +42,9 @@ def within_noise(spread):
     return abs(spread["mean"]) <= spread["std"]
 
 
-def markdown(summary, title):
+def markdown(summary, title, versus=None):
     """The summary as two Markdown tables: models, most accurate first; then the paired gains
-    with a verdict, each pair of models once."""
+    with a verdict, each pair of models once, or, with ``versus``, each model against that one."""
     seeds = ", ".join(map(str, summary["seeds"]))
     lines = [
         f"**{title}**, seeds {seeds} (mean ± standard deviation over seeds):",
@@ -63,7 +63,9 @@ def markdown(summary, title):
         lines += ["", "| gain (same seed, test accuracy) | mean ± std | per seed | verdict |", "|---|---|---|---|"]
         for name, gain in summary["gains"].items():
             first, second = name.split(" vs ")
-            if f"{second} vs {first}" in summary["gains"] and second < first:
+            if versus is not None and second != versus:
+                continue
+            if versus is None and f"{second} vs {first}" in summary["gains"] and second < first:
                 continue  # the same pair seen from the other side: listed once
             per_seed = " / ".join(f"{100 * v:+.2f}" for v in gain["values"])
             verdict = "within seed noise" if within_noise(gain) else ("gain" if gain["mean"] > 0 else "loss")

@@ -1,16 +1,9 @@
 """The one training path for every model: a teacher is a student with no teacher.
 
-A model with a teacher learns from its teacher's logits in one of two ways:
-
-- *cached* (inputs not augmented): trains on ``(x, (labels, teacher_logits))``. The
-  teacher's logits on the training images are computed once by the teacher's own stage
-  and shuffled together with the labels, so a distillation step costs what a plain step
-  costs. Valid because the teacher runs in inference mode on fixed images.
-- *online* (inputs augmented): each batch is augmented once and the teacher runs on that
-  same augmented batch, in inference mode and outside the gradient tape, so its targets
-  match what the student sees. A step costs a plain step plus one teacher forward pass.
-
-Augmentation applies to training batches only.
+A distilled model learns from its teachers through :class:`kd.teachers.Teachers` (cached
+logits shuffled with the labels, or the teacher models run online on each batch) and from
+the objective of :mod:`kd.losses` (hard labels plus the weighted terms of its ``loss``).
+Augmentation applies to training batches only, before the teachers see them.
 
 Validation (each epoch, on the validation split) always uses the hard labels, so the
 curves of all models are comparable.
@@ -26,9 +19,10 @@ from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
 from kd.devices import precision_policy, strategy_for
-from kd.errors import ArtifactError, TrainingError, deferred_termination, termination_requested
-from kd.losses import distillation_loss, hard_label_loss
+from kd.errors import TrainingError, deferred_termination, termination_requested
+from kd.losses import Objective, hard_label_loss
 from kd.models import build_augmentation, build_optimizer
+from kd.teachers import feature_layers, outputs_of
 
 PREDICT_BATCH_SIZE = 1024
 
@@ -40,34 +34,41 @@ def seed_everything(seed):
 
 
 class DistillationTrainer(keras.Model):
-    """Wraps ``student`` to train it on hard labels and, given a teacher, soft targets.
+    """Wraps ``student`` to train it on hard labels and, given an objective, its teachers.
 
-    With ``distillation`` and no ``teacher``, batches carry the teacher's cached logits;
-    with a ``teacher`` model, it runs on every batch (after ``augment``, if given). Only
-    the wrapped model is saved; the wrapper exists for its ``train_step``.
+    ``teachers`` (a :class:`kd.teachers.Teachers`) gives the teachers' outputs per batch;
+    ``objective`` (a :class:`kd.losses.Objective`) combines them with the labels. Only the
+    wrapped model is saved; the wrapper exists for its ``train_step``, and for the
+    objective's own trainable layers (FitNets regressors), which are not part of the student.
     """
 
-    def __init__(self, student, distillation=None, teacher=None, augment=None):
+    def __init__(self, student, objective=None, teachers=None, augment=None):
         super().__init__(name=f"{student.name}_trainer")
-        if teacher is not None and distillation is None:
-            raise ValueError(f"model {student.name!r}: a teacher model needs distillation settings")
+        if (objective is None) != (teachers is None):
+            raise ValueError(f"model {student.name!r}: an objective needs teachers, and teachers an objective")
         self.student = student
-        self.distillation = distillation
-        self.teacher = teacher
+        self.objective = objective
+        self.teachers = teachers
         self.augment = augment
-        if teacher is not None:
-            teacher.trainable = False
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-        self.hard_tracker = keras.metrics.Mean(name="hard_loss")
-        self.soft_tracker = keras.metrics.Mean(name="soft_loss")
+        self.part_trackers = [keras.metrics.Mean(name=name) for name in (objective.names if objective else ())]
+        self.student_features = None
+        self.epoch = None
+        if objective is not None:
+            features = feature_layers(student, objective.student_layers,
+                                      f"distill.{student.name}.loss", f"student {student.name!r}")
+            self.student_features = features if features is not student else None  # not tracked twice
+            if objective.student_layers or objective.teacher_layers:
+                objective.build(_layer_shapes(student, objective.student_layers),
+                                _layer_shapes(teachers.models[0], objective.teacher_layers))
+            self.extra_layers = objective.trainable_layers  # tracked, so trained and checkpointed with the wrapper
+            if objective.needs_epoch:
+                self.epoch = keras.Variable(1, dtype="int64", trainable=False, name="epoch")
 
     @property
     def metrics(self):
-        trackers = [self.loss_tracker, self.accuracy]
-        if self.distillation is not None:
-            trackers += [self.hard_tracker, self.soft_tracker]
-        return trackers
+        return [self.loss_tracker, self.accuracy, *self.part_trackers]
 
     def call(self, x, training=False):
         return self.student(x, training=training)
@@ -75,39 +76,34 @@ class DistillationTrainer(keras.Model):
     def train_step(self, data):
         x, targets, _ = keras.utils.unpack_x_y_sample_weight(data)
         batch = tf.shape(x)[0]
+        labels, cached = (targets[0], targets[1:]) if isinstance(targets, (tuple, list)) else (targets, ())
         if self.augment is not None:
             x = self.augment(x, training=True)
-        if self.teacher is not None:  # online: the teacher sees the batch the student sees
-            labels, teacher_logits = targets, tf.stop_gradient(self.teacher(x, training=False))
-        elif self.distillation is not None:
-            labels, teacher_logits = targets
-        else:
-            labels = targets
+        teacher_outputs = self.teachers(x, cached) if self.teachers is not None else None
+        variables = self.student.trainable_variables
         with tf.GradientTape() as tape:
-            logits = self.student(x, training=True)
-            if self.distillation is None:
-                loss = hard_label_loss(labels, logits)
+            if self.objective is None:
+                logits = self.student(x, training=True)
+                loss, parts = hard_label_loss(labels, logits), {}
             else:
-                loss, hard, soft = distillation_loss(
-                    labels,
-                    teacher_logits,
-                    logits,
-                    self.distillation.temperature,
-                    self.distillation.soft_target_weight,
-                )
+                outputs = outputs_of(self.student if self.student_features is None else self.student_features, x,
+                                     training=True)
+                logits = outputs["logits"]
+                loss, parts = self.objective(labels, outputs, teacher_outputs, epoch=self.epoch,
+                                             step=self.optimizer.iterations)
+                for layer in self.objective.trainable_layers:
+                    variables = variables + layer.trainable_variables
             if self.student.losses:  # weight regularizers from the layer configs
                 loss = loss + tf.add_n(self.student.losses)
             # Replicas' gradients are summed, so each takes its share of the mean; a loss-scale
             # optimizer (mixed precision) scales up here and unscales in `apply`.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             loss_for_gradients = self.optimizer.scale_loss(loss / replicas if replicas > 1 else loss)
-        variables = self.student.trainable_variables
         self.optimizer.apply(tape.gradient(loss_for_gradients, variables), variables)
         self.loss_tracker.update_state(loss, sample_weight=batch)
         self.accuracy.update_state(labels, logits)
-        if self.distillation is not None:
-            self.hard_tracker.update_state(hard, sample_weight=batch)
-            self.soft_tracker.update_state(soft, sample_weight=batch)
+        for tracker in self.part_trackers:
+            tracker.update_state(parts[tracker.name], sample_weight=batch)
         return {metric.name: metric.result() for metric in self.metrics}
 
     def test_step(self, data):
@@ -116,6 +112,18 @@ class DistillationTrainer(keras.Model):
         self.loss_tracker.update_state(hard_label_loss(labels, logits), sample_weight=tf.shape(x)[0])
         self.accuracy.update_state(labels, logits)
         return {"loss": self.loss_tracker.result(), "accuracy": self.accuracy.result()}
+
+
+def _layer_shapes(model, names):
+    """``{layer name: output shape}`` of ``model``'s named layers."""
+    return {name: tuple(model.get_layer(name).output.shape) for name in names}
+
+
+class CountEpochs(keras.callbacks.Callback):
+    """Keep the trainer's epoch counter (from 1) for terms that warm up (DKD)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.epoch.assign(epoch + 1)
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
@@ -171,33 +179,18 @@ class StopOnTermination(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def fit(model, spec, train, validation, seed, teacher_logits=None, teacher=None, curves_dir=None):
+def fit(model, spec, train, validation, seed, teachers=None, curves_dir=None):
     """Train ``model`` (built from ``spec``) in place; return the Keras ``History``.
 
     Call it, and build ``model``, inside :func:`training_scope`: variables must be
     created under the strategy and with the precision policy they are trained with.
 
-    ``train`` and ``validation`` are :class:`kd.data.Split`. A model with a teacher gets
-    either ``teacher_logits`` (the teacher's logits on ``train``, row for row) or, when
-    ``spec.online_teacher`` (augmented inputs), the ``teacher`` model itself. With
-    ``curves_dir``, DVCLive writes the per-epoch metrics there as ``dvc plots`` data
-    (``train/loss``, ``eval/accuracy``, and for a distilled model ``train/hard_loss`` and
-    ``train/soft_loss``).
+    ``train`` and ``validation`` are :class:`kd.data.Split`. A distilled model gets its
+    ``teachers`` from :func:`kd.teachers.load_teachers`. With ``curves_dir``, DVCLive writes
+    the per-epoch metrics there as ``dvc plots`` data (``train/loss``, ``eval/accuracy``, and
+    for a distilled model ``train/hard_loss``, ``train/soft_loss`` and the objective's parts).
     """
-    given = {"teacher": teacher is not None, "teacher_logits": teacher_logits is not None}
-    wanted = {"teacher": spec.online_teacher, "teacher_logits": spec.distillation is not None and not spec.online_teacher}
-    if given != wanted:
-        raise ValueError(f"model {spec.name!r}: expected {[k for k, v in wanted.items() if v] or 'no teacher'}, "
-                         f"given {[k for k, v in given.items() if v] or 'none'}")
-    targets = (train.y,)
-    if teacher_logits is not None:
-        if teacher_logits.shape != (len(train), train.num_classes):
-            raise ArtifactError(
-                f"logits of teacher {spec.teacher!r} have shape {teacher_logits.shape}; expected "
-                f"{(len(train), train.num_classes)} (one row per training image, one column per class). "
-                "Were they computed on another version of data/train.npz? Rerun its stage."
-            )
-        targets += (teacher_logits.astype(np.float32),)
+    objective = Objective(spec.distillation, seed) if spec.distillation is not None else None
     callbacks = [StopOnNonFiniteLoss(spec.name), StopOnTermination()]
     if spec.keep == "best":
         callbacks.append(KeepBestEpoch(spec.name))
@@ -205,11 +198,14 @@ def fit(model, spec, train, validation, seed, teacher_logits=None, teacher=None,
         # dvc.yaml declares the plots itself, and `dvc repro` owns the experiment.
         callbacks.append(DVCLiveCallback(live=Live(str(curves_dir), dvcyaml=False, save_dvc_exp=False)))
     augment = build_augmentation(spec, train.x.shape[1:], seed)
-    trainer = DistillationTrainer(model, spec.distillation, teacher=teacher, augment=augment)
+    trainer = DistillationTrainer(model, objective, teachers=teachers, augment=augment)
+    if trainer.epoch is not None:
+        callbacks.append(CountEpochs())
     trainer.compile(optimizer=build_optimizer(spec, steps_per_epoch=math.ceil(len(train) / spec.batch_size)))
+    columns = teachers.dataset_columns if teachers is not None else ()
     with deferred_termination():  # a SIGTERM stops training between batches, then raises
         history = trainer.fit(
-            batches(train.inputs, *targets, batch_size=spec.batch_size, shuffle_seed=seed),
+            batches(train.inputs, train.y, *columns, batch_size=spec.batch_size, shuffle_seed=seed),
             validation_data=batches(validation.inputs, validation.y, batch_size=PREDICT_BATCH_SIZE),
             epochs=spec.epochs,
             shuffle=False,  # the pipeline above shuffles, seeded

@@ -1,0 +1,130 @@
+"""Where a distilled model's teachers come from: one place, chosen from its loss and augmentation.
+
+- *cached*: each teacher's logits on the training split (``logits/<teacher>.npy``), written
+  once by the teacher's own stage and shuffled together with the labels, so a distillation
+  step costs what a plain step costs. Valid when the student sees exactly the images the
+  logits were computed on (no augmentation) and its loss needs nothing but logits.
+- *online*: the teacher models (``models/<teacher>.keras``) run on every batch, after the
+  augmentation, in inference mode and outside the gradient tape, as feature extractors that
+  return the logits and the layers the loss names.
+
+:func:`load_teachers` picks the form from the model's spec and says which and why.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from kd.errors import ArtifactError, ParamsError
+
+
+class Teachers:
+    """The teachers of one distilled model, in the order of ``spec.distillation.teachers``.
+
+    ``logits`` (cached) or ``models`` (online) is given. Call it inside the train step:
+    ``teachers(x, cached)`` gives one ``{"logits": ..., <layer>: ...}`` per teacher, where
+    ``cached`` are the dataset's teacher-logit columns of the batch.
+    """
+
+    def __init__(self, names, logits=None, models=None, reason=""):
+        if (logits is None) == (models is None):
+            raise ValueError("give the teachers' cached logits or their models, not both or neither")
+        self.names = tuple(names)
+        self.logits = logits
+        self.models = models
+        self.reason = reason
+
+    @property
+    def online(self):
+        return self.models is not None
+
+    @property
+    def dataset_columns(self):
+        """Arrays to shuffle and batch beside the labels: the cached logits, row for row."""
+        return tuple(self.logits) if self.logits is not None else ()
+
+    def __call__(self, x, cached):
+        import tensorflow as tf
+
+        if self.models is None:
+            return [{"logits": logits} for logits in cached]
+        return [tf.nest.map_structure(tf.stop_gradient, outputs_of(model, x, training=False)) for model in self.models]
+
+
+def load_teachers(spec, models_dir, logits_dir, num_train, num_classes):
+    """The :class:`Teachers` of distilled model ``spec``, cached or online, with the reason.
+
+    Online teachers are loaded as Keras models; call this inside
+    :func:`kd.training.training_scope` so their variables live where training runs.
+    """
+    from kd.artifacts import load_array, load_model
+
+    distillation = spec.distillation
+    names = [name for name, _ in distillation.teachers]
+    feature_terms = [term.name for term, _ in distillation.loss if term.features]
+    if not spec.augmentation and not feature_terms:
+        logits = []
+        for name in names:
+            array = load_array(Path(logits_dir) / f"{name}.npy", f"logits of teacher {name!r}")
+            if array.shape != (num_train, num_classes):
+                raise ArtifactError(
+                    f"logits of teacher {name!r} have shape {array.shape}; expected {(num_train, num_classes)} "
+                    "(one row per training image, one column per class). Were they computed on another "
+                    "version of data/train.npz? Rerun its stage."
+                )
+            logits.append(array.astype(np.float32))
+        return Teachers(names, logits=logits, reason="its cached logits")
+
+    why = []
+    if spec.augmentation:
+        why.append("it runs on every augmented batch")
+    if feature_terms:
+        why.append(f"the {'/'.join(dict.fromkeys(feature_terms))} term reads its layers")
+    models = []
+    for position, name in enumerate(names):
+        teacher = load_model(Path(models_dir) / f"{name}.keras", f"teacher {name!r}")
+        teacher.trainable = False
+        layers = feature_layers(teacher, _teacher_layers(distillation) if position == 0 else (),
+                                f"distill.{spec.name}.loss", f"teacher {name!r}")
+        models.append(layers)
+    return Teachers(names, models=models, reason=f"online ({'; '.join(why)})")
+
+
+def _teacher_layers(distillation):
+    return tuple(dict.fromkeys(n for term, _ in distillation.loss if term.features for n in term.teacher_layers))
+
+
+def outputs_of(model, x, training):
+    """``{"logits": ..., <layer>: ...}`` of a model from :func:`feature_layers`."""
+    outputs = model(x, training=training)
+    return outputs if isinstance(outputs, dict) else {"logits": outputs}
+
+
+def feature_layers(model, layer_names, key, what):
+    """A Keras model giving ``{"logits": ..., <layer>: ...}`` for ``model``'s named layers.
+
+    With no names, ``model`` itself (its output is the logits; see :func:`outputs_of`). A
+    name that is not a layer of ``model`` raises ParamsError listing its layers.
+    """
+    import keras
+
+    if not layer_names:
+        return model
+    known = [layer.name for layer in model.layers]
+    missing = [name for name in layer_names if name not in known]
+    if missing:
+        raise ParamsError(f"{key}: {what} has no layer {', '.join(map(repr, missing))}; its layers: {', '.join(known)}")
+    outputs = {"logits": model.outputs[0], **{name: model.get_layer(name).output for name in layer_names}}
+    return keras.Model(model.inputs, outputs, name=f"{model.name}_features")
+
+
+def describe(distillation):
+    """One line for the stage log: the teachers and the loss."""
+    teachers = ", ".join(f"{name!r}" + (f" ×{weight:g}" if len(distillation.teachers) > 1 else "")
+                         for name, weight in distillation.teachers)
+    if len(distillation.teachers) > 1:
+        teachers += " (DGKD" + (f", drop {distillation.drop}" if distillation.drop else "") + ")" \
+            if distillation.dense else " (their average)"
+    terms = " + ".join((f"{weight:g}·" if weight != 1 else "") + repr(term) for term, weight in distillation.loss)
+    return (f"{teachers} (T={distillation.temperature}, soft_target_weight={distillation.soft_target_weight}, "
+            f"loss {terms})")
