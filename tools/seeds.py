@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from kd.artifacts import atomic_path, write_json  # noqa: E402
+from kd.comparison import compare  # noqa: E402
 from kd.errors import KdError, run_stage  # noqa: E402
 from kd.params import parse_params  # noqa: E402
 from kd.seeds import markdown, summarise  # noqa: E402
@@ -72,20 +73,31 @@ def experiments(names):
                 print(f"{experiment['name']}: {state}, no results" + (" (see `dvc queue logs`)" if state == "failed" else ""))
                 continue
             data = revision.get("data") or {}
-            metrics = (data.get("metrics") or {}).get("metrics/comparison.json", {}).get("data")
+            params = data["params"]["params.yaml"]["data"]
+            metrics = {Path(path).stem: entry["data"] for path, entry in (data.get("metrics") or {}).items()
+                       if Path(path).parent.as_posix() == "metrics" and "data" in entry}
             if metrics:
-                timings = {path: entry["data"]["seconds"] for path, entry in data["metrics"].items()
-                           if path.startswith("timings/") and "data" in entry}
-                found[experiment["name"]] = (data["params"]["params.yaml"]["data"], metrics, timings)
+                # Gains against the models of the same architecture, as the evaluate stage reports them.
+                comparison = compare(parse_params(params), metrics)
+                found[experiment["name"]] = (params, comparison, stage_seconds(revision["rev"], params))
     return found, queued - set(found)
 
 
-def pipeline_seconds(params, timings):
-    """The summed wall times of this run's stages. timings/ may still hold files of models the
-    configuration dropped (DVC leaves uncached outputs of removed stages), so only the stages
-    of the run's own models count."""
-    stages = {"prepare", "evaluate"} | {spec.stage for spec in parse_params(params).models.values()}
-    return round(sum(seconds for path, seconds in timings.items() if Path(path).stem in stages), 1)
+def stage_seconds(revision, params):
+    """``{stage: seconds}`` of the run's own stages, from timings/<stage>.json in the experiment's commit
+    (timings are kept out of `dvc metrics`, so they are read from git)."""
+    stages = ["prepare"] + [spec.stage for spec in parse_params(params).models.values()] + ["evaluate"]
+    seconds = {}
+    for stage in stages:
+        shown = subprocess.run(["git", "show", f"{revision}:timings/{stage}.json"], text=True, capture_output=True)
+        if shown.returncode == 0:
+            seconds[stage] = json.loads(shown.stdout)["seconds"]
+    return seconds
+
+
+def pipeline_seconds(timings):
+    """The summed wall times of a run's stages."""
+    return round(sum(timings.values()), 1)
 
 
 def main(argv=None):
@@ -118,7 +130,7 @@ def main(argv=None):
     runs = {params["seed"]: metrics for params, metrics, _ in done.values()}
     summary = summarise(runs)
     summary["overrides"] = settings
-    summary["pipeline_seconds"] = {params["seed"]: pipeline_seconds(params, timings) for params, _, timings in done.values()}
+    summary["pipeline_seconds"] = {params["seed"]: pipeline_seconds(timings) for params, _, timings in done.values()}
     title = f"Configuration `{args.config}`" + (f" (`configs/{args.config}.txt`)" if settings else " (params.yaml)")
     out = Path(args.out)
     write_json(out / f"{args.config}.json", summary)

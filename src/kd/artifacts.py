@@ -17,6 +17,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -42,6 +43,27 @@ def atomic_path(path):
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(folder):
+    """Yield a temporary folder beside ``folder``; swap it in for ``folder`` if the block succeeds.
+
+    On any exception the temporary folder is removed and ``folder`` is left as it was.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temporary = folder.with_name(f".tmp-{os.getpid()}-{folder.name}")
+    previous = folder.with_name(f".old-{os.getpid()}-{folder.name}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        yield temporary
+        if folder.exists():
+            os.replace(folder, previous)
+        os.replace(temporary, folder)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+        shutil.rmtree(previous, ignore_errors=True)
 
 
 def write_json(path, payload):

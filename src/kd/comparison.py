@@ -10,6 +10,9 @@ accuracy minus theirs.
 from pathlib import Path
 
 PER_MODEL_KEYS = ("accuracy", "errors", "params", "flops", "size_bytes")
+# What metrics/<model>.json holds, so `dvc metrics show` fits a terminal; the rest is in reports/.
+HEADLINE = ("accuracy", "errors", "loss", "agreement", "params", "flops", "size_bytes", "precision",
+            "chosen_by")
 
 
 def reference_teacher(params):
@@ -19,19 +22,30 @@ def reference_teacher(params):
     return roots[0] if roots else None
 
 
-def compare(params, metrics, latencies):
-    """Build the comparison: ``{model: {...}}`` from per-model metrics and latencies."""
+EXPORT_KINDS = ("float32", "int8")  # the TFLite files of exported/<model>/
+EXPORT_HEADLINE = ("accuracy", "errors", "loss", "agreement", "size_bytes", "vs_keras")
+
+
+def exported_row(name, kind, measured, model_metrics):
+    """One exported file's row: its measurements, its model's FLOPs, and what it costs in accuracy."""
+    return {
+        **{key: measured[key] for key in ("accuracy", "errors", "loss", "agreement", "size_bytes", "latency_ms_batch1")},
+        "model": name,
+        "format": kind,
+        "flops": model_metrics["flops"],
+        "vs_keras": measured["accuracy"] - model_metrics["accuracy"],
+        "size_vs_model": measured["size_bytes"] / model_metrics["size_bytes"],
+    }
+
+
+def compare(params, metrics, latencies=None):
+    """Build the comparison: ``{model: {...}}`` from per-model metrics (and latencies, if measured)."""
     reference = reference_teacher(params)
     base = metrics.get(reference)
     comparison = {}
     for name, spec in params.models.items():
         row = {key: metrics[name][key] for key in PER_MODEL_KEYS}
-        row.update(
-            teacher=spec.teacher or "",
-            architecture=spec.architecture,
-            latency_ms_batch1=latencies[name]["latency_ms_batch1"],
-            throughput_per_s=latencies[name]["throughput_per_s"],
-        )
+        row.update(teacher=spec.teacher or "", architecture=spec.architecture, **(latencies or {}).get(name, {}))
         if base is not None:
             row["accuracy_drop_vs_teacher"] = base["accuracy"] - row["accuracy"]
             row["params_compression"] = base["params"] / row["params"]
@@ -45,8 +59,9 @@ def compare(params, metrics, latencies):
     return comparison
 
 
-def markdown(comparison, measured_on):
-    """The comparison as a Markdown table, with the machine the latencies were taken on."""
+def markdown(comparison, measured_on, exported=None):
+    """The comparison as Markdown tables (models, then exported files), with the machine the
+    latencies were taken on."""
     header = (
         "| model | teacher | test accuracy | errors | params | FLOPs (MACs) | latency, batch 1 | "
         "throughput | size | accuracy vs teacher | FLOPs ÷ | params ÷ |"
@@ -68,6 +83,18 @@ def markdown(comparison, measured_on):
         if key.startswith("gain_vs_")
     ]
     text = "\n".join(lines) + "\n"
+    if exported:
+        text += (
+            "\nExported (TFLite through LiteRT; agreement: same top-1 class as its .keras model):\n\n"
+            "| file | test accuracy | errors | vs .keras | agreement | size | size ÷ .keras | latency, batch 1 |\n"
+            "|---|---|---|---|---|---|---|---|\n"
+        )
+        for label, row in exported.items():
+            text += (
+                f"| {label} | {100 * row['accuracy']:.2f} % | {row['errors']} | {_points(row['vs_keras'])} | "
+                f"{100 * row['agreement']:.2f} % | {row['size_bytes'] / 1e6:.2f} MB | {row['size_vs_model']:.2f} | "
+                f"{row['latency_ms_batch1']:.3f} ms |\n"
+            )
     if gains:
         text += "\nTest-accuracy gain of each distilled model over the models of its architecture:\n\n"
         text += "\n".join(gains) + "\n"
@@ -115,30 +142,41 @@ def plot_curves(curves, path, ylabel):
     _save(figure, path)
 
 
-def write_plots(comparison, curves_root, folder):
+STANDARD_CURVES = ("eval/accuracy", "eval/loss", "train/accuracy", "train/loss", "train/hard_loss", "train/soft_loss")
+
+
+def write_plots(comparison, curves_root, folder, exported=None):
     """Write ``folder``'s plots: data that ``dvc plots show`` renders, and PNGs for the README.
 
     - ``accuracy_vs_flops.json`` / ``.png``: test accuracy against FLOPs, one point per model;
-    - ``curves/<split>_<metric>.json``: each per-epoch metric that any model logged (found in
-      ``curves_root/<model>/``, so a new loss term's parts appear without a list to keep),
-      long format (``model``, ``epoch``, ``value``), drawn one line per model;
+    - ``curves/<split>_<metric>.json``: the per-epoch metrics of :data:`STANDARD_CURVES`, long
+      format (``model``, ``epoch``, ``value``), drawn one line per model; ``curves/terms/``: any
+      other metric a model logged (found in ``curves_root/<model>/``, so a new loss term's
+      parts appear without a list to keep);
     - ``validation_accuracy.png``, ``validation_loss.png``: the same for the README.
     """
     from kd.artifacts import write_json
 
     folder = Path(folder)
+    points = {**comparison, **(exported or {})}  # an exported file sits at its model's FLOPs
     write_json(folder / "accuracy_vs_flops.json",
-               [{"model": name, "flops": row["flops"], "accuracy": row["accuracy"]} for name, row in comparison.items()])
-    plot_accuracy_vs_flops(comparison, folder / "accuracy_vs_flops.png")
-    logged = {name: logged_metrics(Path(curves_root) / name) | {"eval/accuracy", "eval/loss"} for name in comparison}
-    for metric in sorted(set().union(*logged.values())):
-        # every model has validation curves: read_curves names the file when one is missing
+               [{"model": name, "flops": row["flops"], "accuracy": row["accuracy"]} for name, row in points.items()])
+    plot_accuracy_vs_flops(points, folder / "accuracy_vs_flops.png")
+    # Every trained model has validation curves (read_curves names a missing one); a pretrained one has none.
+    logged = {name: logged_metrics(Path(curves_root) / name)
+              | ({"eval/accuracy", "eval/loss"} if not row["architecture"].startswith("file ") else set())
+              for name, row in comparison.items()}
+    for metric in sorted(set().union(STANDARD_CURVES, *logged.values())):
         curves = {name: read_curves(Path(curves_root) / name, metric) for name in comparison if metric in logged[name]}
         split, quantity = metric.split("/")
         label = f"{'validation' if split == 'eval' else 'train'}_{quantity}"
-        rows = [{"model": name, "epoch": int(epoch), "value": float(value)}
+        # dvc.yaml titles the standard curves; a term's part names its own value field, which
+        # `dvc plots show` takes as the axis title.
+        field, path = ("value", folder / "curves" / f"{label}.json") if metric in STANDARD_CURVES \
+            else (label, folder / "curves" / "terms" / f"{label}.json")
+        rows = [{"model": name, "epoch": int(epoch), field: float(value)}
                 for name, (epochs, values) in curves.items() for epoch, value in zip(epochs, values, strict=True)]
-        write_json(folder / "curves" / f"{label}.json", rows)
+        write_json(path, rows)
         if split == "eval":
             plot_curves(curves, folder / f"{label}.png", label.replace("_", " "))
 
@@ -147,6 +185,17 @@ def logged_metrics(curves_dir):
     """The metrics a DVCLive folder holds per epoch, as ``split/name`` (``eval/accuracy``, ...)."""
     root = Path(curves_dir) / "plots" / "metrics"
     return {str(path.relative_to(root).with_suffix("")) for path in root.glob("*/*.tsv")}
+
+
+def training_setup(curves_dir):
+    """``{"precision", "chosen_by"}`` a model trained with, as its stage recorded them."""
+    import json
+
+    path = Path(curves_dir) / "training.json"
+    if not path.is_file():  # curves written before the stage recorded its setup
+        return {}
+    setup = json.loads(path.read_text())
+    return {key: setup[key] for key in ("precision", "chosen_by") if key in setup}
 
 
 def read_curves(curves_dir, metric):

@@ -41,18 +41,22 @@ def run_stage(main, argv=None):
     :func:`deferred_termination`): an exception raised from a signal handler in the middle
     of a TensorFlow call can corrupt its memory.
     """
+    from kd.console import filter_startup_noise, flush
+
+    filter_startup_noise()
     signal.signal(signal.SIGTERM, _stop_on_signal)
     try:
         main(argv)
     except KdError as error:
         print(f"error: {error}", file=sys.stderr)
+        flush()
         sys.exit(1)
     except Terminated as stop:
         # The stack has unwound and temporary files are gone. Exit now: a normal interpreter
         # shutdown with TensorFlow's threads still running can abort the process instead.
         print(f"stopped by signal {stop.signum}; outputs being written were discarded", file=sys.stderr)
         sys.stdout.flush()
-        sys.stderr.flush()
+        flush()
         os._exit(128 + stop.signum)
 
 

@@ -2,14 +2,16 @@
 
 An architecture in params.yaml is a list of ``{class_name, config}`` entries, the
 format ``keras.layers.serialize`` writes, so any built-in Keras layer works without a
-registry of our own. The builder adds the input (shape from the data) and the output
-layer: a ``Dense`` with one unit per class and no activation, so every model gives
-logits and the number of classes always comes from the data. Augmentations and
-learning-rate schedules are Keras configs in the same format.
+registry of our own; or a network of ``keras.applications`` by name, with its config.
+The builder adds the input (shape from the data) and the output layer: a ``Dense`` with
+one unit per class and no activation, so every model gives logits and the number of
+classes always comes from the data. Augmentations and learning-rate schedules are Keras
+configs in the same format.
 """
 
 import inspect
 import re
+from pathlib import Path
 
 from kd.errors import ParamsError
 
@@ -24,6 +26,8 @@ def build_model(spec, input_shape, num_classes):
     """
     import keras
 
+    if spec.application is not None:
+        return _build_application(spec, tuple(input_shape), num_classes)
     model = keras.Sequential(name=spec.name)
     model.add(keras.Input(shape=tuple(input_shape), name="input_layer"))
     for position, (layer_config, name) in enumerate(zip(spec.layers, layer_names(spec.layers)[:-1], strict=True)):
@@ -37,6 +41,51 @@ def build_model(spec, input_shape, num_classes):
     # Logits stay float32 under mixed precision, as Keras recommends for the last layer.
     model.add(keras.layers.Dense(num_classes, name=LOGITS, dtype="float32"))
     return model
+
+
+def _build_application(spec, input_shape, num_classes):
+    """A ``keras.applications`` network on the data: input, resizing if the network needs a larger
+    input, 0..255 pixels (the range the applications document), the network without its top,
+    global average pooling, and the logits layer.
+
+    Built offline: ``weights`` is null (random initial weights) or a local weights file of the
+    network without its top.
+    """
+    import re as regex
+
+    import keras
+
+    application = spec.application
+    where = f"architectures.{spec.architecture} (model {spec.name!r}, {application['application']})"
+    constructor = getattr(keras.applications, application["application"], None)
+    if not callable(constructor):
+        known = ", ".join(name for name in dir(keras.applications) if name[0].isupper())
+        raise ParamsError(f"{where}: keras.applications has no {application['application']!r} (known: {known})")
+    weights = application["weights"]
+    if weights is not None and not Path(weights).is_file():
+        raise ParamsError(f"{where}.weights: {weights} does not exist (kd builds offline: a local weights file "
+                          "of the network without its top, or null)")
+    size = application["input_size"] or input_shape[:2]
+    for _ in range(2):  # a second try at the smallest input the network says it takes
+        try:
+            network = constructor(include_top=False, weights=weights, input_shape=(*size, input_shape[2]),
+                                  pooling="avg", **application["config"])
+            break
+        except ValueError as error:
+            smallest = regex.search(r"at least (\d+)x(\d+)", str(error))
+            if smallest is None or tuple(size) != tuple(input_shape[:2]) or application["input_size"]:
+                raise ParamsError(f"{where}: Keras rejected it: {error}") from None
+            size = (int(smallest.group(1)), int(smallest.group(2)))
+        except Exception as error:  # TypeError for an unknown config key, ...
+            raise ParamsError(f"{where}: Keras rejected it: {error}") from None
+    inputs = keras.Input(shape=input_shape, name="input_layer")
+    x = inputs
+    if tuple(size) != tuple(input_shape[:2]):
+        x = keras.layers.Resizing(*size, name="resizing")(x)
+    x = keras.layers.Rescaling(255.0, name="pixels")(x)  # kd's images are in [0, 1]
+    x = network(x)
+    outputs = keras.layers.Dense(num_classes, name=LOGITS, dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=spec.name)
 
 
 def layer_names(layers):
@@ -139,3 +188,45 @@ def _layer(layer_config, where):
         )
     except Exception as error:  # Keras raises TypeError, ValueError, ... for bad configs
         raise ParamsError(f"{where}: Keras rejected the layer: {error}") from None
+
+
+def check_models(params, input_shape, num_classes):
+    """Build every model of ``params`` on this data, with its augmentation, optimizer and schedule,
+    and check the layers its loss terms compare: a bad entry anywhere stops a stage before any
+    work, naming the model and entry. Cheap (no training); call it before seeding, as building
+    draws initial weights.
+    """
+    from kd.losses import Objective
+
+    built = {}
+    for name, spec in params.models.items():
+        if spec.pretrained is not None:  # a file: its own stage loads and checks it
+            continue
+        built[name] = build_model(spec, input_shape, num_classes)
+        build_augmentation(spec, input_shape, seed=0)
+        build_optimizer(spec, steps_per_epoch=1)
+    for name, spec in params.models.items():
+        if spec.distillation is None:
+            continue
+        objective = Objective(spec.distillation)
+        if (objective.student_layers or objective.teacher_layers) and spec.teacher in built:
+            student, teacher = built[name], built[spec.teacher]
+            objective.build({n: tuple(student.get_layer(n).output.shape) for n in objective.student_layers},
+                            {n: tuple(teacher.get_layer(n).output.shape) for n in objective.teacher_layers})
+
+
+def float32_copy(model, spec):
+    """``model`` as a float32 model: the same weights (float32 under any mixed policy) in layers
+    built with the float32 policy. A model trained in float32 is returned as it is."""
+    import keras
+
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        copy = build_model(spec, model.input_shape[1:], model.output_shape[-1])
+    finally:
+        keras.config.set_dtype_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy

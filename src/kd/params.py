@@ -9,19 +9,22 @@ this layer class exist?) happen in :mod:`kd.models`, which names the model and l
 The file's sections:
 
 - ``seed``: one integer that seeds the split, the initial weights, dropout and shuffling.
-- ``data``: ``source``, ``validation_fraction``, ``limit``.
+- ``data``: ``source``, ``validation_fraction``, ``limit``, ``num_classes``, ``images``.
 - ``training``: defaults (``epochs``, ``batch_size``, ``optimizer``, ``schedule``,
   ``augmentation``, ``keep``, ``distribution``, ``precision``) for every model, and the
   ``loss`` of every distilled model.
-- ``architectures``: named lists of Keras layer configs.
+- ``architectures``: named lists of Keras layer configs, or ``keras.applications`` networks
+  (``{application: MobileNetV3Small, config: {...}, weights: null}``).
 - ``augmentations``: named lists of Keras preprocessing layer configs, applied to training
   batches only; a model names one in its ``augmentation`` key.
 - ``schedules``: named Keras learning-rate schedule configs; a model names one in its
   ``schedule`` key.
 - ``train``: models trained on the labels alone (the teacher, the scratch control).
+- ``pretrained``: models trained elsewhere, loaded from a Keras file (a teacher you bring).
 - ``distill``: models that learn from the model named by their ``teacher`` key (and, with
   ``teachers``, from models above it in its chain), through their ``loss`` (:mod:`kd.losses`).
 - ``evaluate``: how latency is measured (repeats, warm-up, throughput batch size).
+- ``export``: the models shipped as SavedModel, float32 and int8 TFLite files.
 
 A model entry may override any ``training`` key for itself.
 """
@@ -47,12 +50,24 @@ MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
+class ImagesSpec:
+    """How prepare decodes a folder of images."""
+
+    size: tuple  # (height, width)
+    color_mode: str  # grayscale | rgb
+    test_fraction: float  # of each class, when the folder has no test/ subfolder
+    skip_unreadable: bool
+
+
+@dataclass(frozen=True)
 class DataSpec:
     """Where the data comes from and how it is split."""
 
     source: str
     validation_fraction: float
     limit: int | None
+    num_classes: int | None = None  # declared when some classes are meant to have no examples
+    images: ImagesSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,14 @@ class EvaluateSpec:
     latency_warmup: int
     throughput_batch_size: int
     throughput_repeats: int
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """Which models the export stage ships, and how int8 is calibrated."""
+
+    models: tuple = ()
+    representative_images: int = 500
 
 
 @dataclass(frozen=True)
@@ -84,12 +107,21 @@ class Distillation:
 
 
 @dataclass(frozen=True)
+class Pretrained:
+    """A model trained elsewhere: its Keras file, and whether it outputs logits or probabilities."""
+
+    path: str
+    outputs: str  # logits | probabilities (a final softmax, removed to give logits)
+    input_scale: float = 1.0  # what the model's inputs are, in kd's [0, 1] images: 255 for 0..255 pixels
+
+
+@dataclass(frozen=True)
 class ModelSpec:
-    """Everything needed to build and train one model."""
+    """Everything needed to build and train one model (or, ``pretrained``, to load it)."""
 
     name: str
     architecture: str
-    layers: tuple
+    layers: tuple  # Keras layer configs; empty for an application or a pretrained model
     epochs: int
     batch_size: int
     optimizer: dict
@@ -99,6 +131,8 @@ class ModelSpec:
     distribution: str
     precision: str
     distillation: Distillation | None
+    application: dict | None = None  # {application, config, weights, input_size} from keras.applications
+    pretrained: Pretrained | None = None
 
     @property
     def teacher(self):
@@ -106,8 +140,9 @@ class ModelSpec:
 
     @property
     def stage(self):
-        """The DVC stage that trains it, as dvc.yaml names it: ``train@<name>`` or ``distill@<name>``."""
-        return f"{'distill' if self.distillation else 'train'}@{self.name}"
+        """The DVC stage that makes it, as dvc.yaml names it: ``train@``, ``distill@`` or ``pretrained@<name>``."""
+        kind = "pretrained" if self.pretrained else "distill" if self.distillation else "train"
+        return f"{kind}@{self.name}"
 
     @property
     def online_teacher(self):
@@ -124,6 +159,7 @@ class Params:
     data: DataSpec
     models: dict  # name -> ModelSpec, teacher-less models first, in file order
     evaluate: EvaluateSpec
+    export: ExportSpec = ExportSpec()
 
     def model(self, name):
         """The spec of model ``name``; a ParamsError lists the known names otherwise."""
@@ -151,11 +187,11 @@ def load_params(path="params.yaml"):
 def parse_params(raw):
     """Validate a params mapping (as read from YAML) and return :class:`Params`."""
     _keys(raw, "params.yaml", required=("seed", "data", "training", "architectures", "train", "evaluate"),
-          optional=("distill", "augmentations", "schedules"))
+          optional=("distill", "pretrained", "augmentations", "schedules", "export"))
     seed = _integer(raw["seed"], "seed", minimum=0)
     data = _parse_data(raw["data"])
     defaults = _keys(raw["training"], "training", required=TRAINING_KEYS, optional=DISTILL_DEFAULTS)
-    architectures = _parse_layer_lists(raw["architectures"], "architectures")
+    architectures = _parse_architectures(raw["architectures"])
     named = {  # the sections whose entries a model refers to by name
         "architectures": architectures,
         "augmentations": _parse_layer_lists(raw.get("augmentations") or {}, "augmentations"),
@@ -163,11 +199,12 @@ def parse_params(raw):
     }
 
     models = {}
-    for section in ("train", "distill"):
+    for section in ("pretrained", "train", "distill"):
         entries = raw.get(section) or {}
         _mapping(entries, section)
-        if section == "train" and not entries:
-            raise ParamsError("train: expected at least one model trained on labels alone, found none")
+        if section == "train" and not entries and not models:
+            raise ParamsError("train: expected at least one model trained on labels alone (or one in pretrained:), "
+                              "found none")
         for name, entry in entries.items():
             key = f"{section}.{name}"
             if not isinstance(name, str) or not MODEL_NAME.match(name):
@@ -176,12 +213,32 @@ def parse_params(raw):
                     "and '_' (they become file and stage names)"
                 )
             if name in models:
-                raise ParamsError(f"{key}: model {name!r} is defined in both train and distill")
-            models[name] = _parse_model(name, key, entry, defaults, named, distilled=section == "distill")
+                raise ParamsError(f"{key}: model {name!r} is defined twice (in train, distill or pretrained)")
+            if section == "pretrained":
+                models[name] = _parse_pretrained(name, key, entry, defaults)
+            else:
+                models[name] = _parse_model(name, key, entry, defaults, named, distilled=section == "distill")
 
     _check_chains(models)
     _check_feature_layers(models)
-    return Params(seed=seed, data=data, models=models, evaluate=_parse_evaluate(raw["evaluate"]))
+    return Params(seed=seed, data=data, models=models, evaluate=_parse_evaluate(raw["evaluate"]),
+                  export=_parse_export(raw.get("export"), models))
+
+
+def _parse_export(raw, models):
+    if raw is None:
+        return ExportSpec()
+    _keys(raw, "export", required=("models", "representative_images"))
+    names = raw["models"] or []
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ParamsError(f"export.models: expected a list of model names, found {raw['models']!r}")
+    for name in names:
+        if name not in models:
+            raise ParamsError(f"export.models: {name!r} is not a model (models: {', '.join(models)})")
+    if len(set(names)) != len(names):
+        raise ParamsError(f"export.models: {names} names a model twice")
+    count = _integer(raw["representative_images"], "export.representative_images", minimum=1)
+    return ExportSpec(models=tuple(names), representative_images=count)
 
 
 def _parse_evaluate(raw):
@@ -195,17 +252,47 @@ def _parse_evaluate(raw):
 
 
 def _parse_data(raw):
-    _keys(raw, "data", required=("source", "validation_fraction", "limit"))
+    from kd.data import PACKAGED, SOURCES_DIR
+
+    _keys(raw, "data", required=("source", "validation_fraction", "limit"), optional=("num_classes", "images"))
     source = raw["source"]
     if not isinstance(source, str) or not source:
         raise ParamsError(f"data.source: expected a non-empty string, found {source!r}")
+    if source not in PACKAGED:
+        parts = Path(source).parts
+        if Path(source).is_absolute() or ".." in parts or len(parts) < 2 or parts[0] != SOURCES_DIR:
+            raise ParamsError(
+                f"data.source: {source!r} is not one of {', '.join(PACKAGED)} nor a path under {SOURCES_DIR}/; put your "
+                f"data (a .npz file or a folder of class folders) in {SOURCES_DIR}/, which the prepare stage depends "
+                f"on, so that changing it reruns the pipeline (e.g. {SOURCES_DIR}/{Path(source).name})"
+            )
     fraction = _number(raw["validation_fraction"], "data.validation_fraction")
     if not 0 < fraction < 1:
         raise ParamsError(f"data.validation_fraction: expected a number in (0, 1), found {fraction}")
     limit = raw["limit"]
     if limit is not None:
         limit = _integer(limit, "data.limit", minimum=2)
-    return DataSpec(source=source, validation_fraction=fraction, limit=limit)
+    num_classes = raw.get("num_classes")
+    if num_classes is not None:
+        num_classes = _integer(num_classes, "data.num_classes", minimum=2)
+    images = _parse_images(raw["images"]) if raw.get("images") is not None else None
+    return DataSpec(source=source, validation_fraction=fraction, limit=limit, num_classes=num_classes, images=images)
+
+
+def _parse_images(raw):
+    _keys(raw, "data.images", required=("size", "color_mode"), optional=("test_fraction", "skip_unreadable"))
+    size = raw["size"]
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                and v > 0 for v in size)):
+        raise ParamsError(f"data.images.size: expected [height, width] in pixels, found {size!r}")
+    color_mode = _choice(raw["color_mode"], "data.images.color_mode", ("grayscale", "rgb"))
+    fraction = _number(raw.get("test_fraction", 0.2), "data.images.test_fraction")
+    if not 0 < fraction < 1:
+        raise ParamsError(f"data.images.test_fraction: expected a number in (0, 1), found {fraction}")
+    skip = raw.get("skip_unreadable", False)
+    if not isinstance(skip, bool):
+        raise ParamsError(f"data.images.skip_unreadable: expected true or false, found {skip!r}")
+    return ImagesSpec(size=tuple(size), color_mode=color_mode, test_fraction=fraction, skip_unreadable=skip)
 
 
 def _parse_layer_lists(raw, section):
@@ -262,7 +349,8 @@ def _parse_model(name, key, entry, defaults, named, distilled):
             )
         return named[section][value]
 
-    layers = named_entry(entry["architecture"], f"{key}.architecture", "architectures", nullable=False)
+    architecture = named_entry(entry["architecture"], f"{key}.architecture", "architectures", nullable=False)
+    layers, application = (architecture, None) if isinstance(architecture, tuple) else ((), architecture)
     optimizer = _class_config(settings["optimizer"], setting_key("optimizer"))
     schedule = named_entry(settings["schedule"], setting_key("schedule"), "schedules", nullable=True)
     augmentation = named_entry(settings["augmentation"], setting_key("augmentation"), "augmentations", nullable=True)
@@ -280,7 +368,55 @@ def _parse_model(name, key, entry, defaults, named, distilled):
         distribution=_choice(settings["distribution"], setting_key("distribution"), DISTRIBUTIONS),
         precision=_choice(settings["precision"], setting_key("precision"), PRECISIONS),
         distillation=distillation,
+        application=application,
     )
+
+
+def _parse_pretrained(name, key, entry, defaults):
+    """A model from a Keras file: validated when its stage loads it (kd.pretrained)."""
+    _keys(entry, key, required=("path", "outputs"), optional=("input_scale",))
+    path = entry["path"]
+    if not isinstance(path, str) or not path.endswith((".keras", ".h5")):
+        raise ParamsError(f"{key}.path: expected a path to a .keras or .h5 file, found {path!r}")
+    outputs = _choice(entry["outputs"], f"{key}.outputs", ("logits", "probabilities"))
+    scale = _number(entry.get("input_scale", 1.0), f"{key}.input_scale")
+    if scale <= 0:
+        raise ParamsError(f"{key}.input_scale: expected a number > 0 (255 for a model of 0..255 pixels), found {scale}")
+    return ModelSpec(
+        name=name, architecture=f"file {path}", layers=(), epochs=1, batch_size=defaults["batch_size"],
+        optimizer=defaults["optimizer"], schedule=None, augmentation=(), keep="last", distribution="default",
+        precision="float32", distillation=None, pretrained=Pretrained(path=path, outputs=outputs, input_scale=scale),
+    )
+
+
+APPLICATION_KEYS = ("application", "config", "weights", "input_size")
+
+
+def _parse_architectures(raw):
+    """``{name: layer configs (tuple) or an application (dict)}``."""
+    _mapping(raw, "architectures")
+    lists = _parse_layer_lists({n: v for n, v in raw.items() if not isinstance(v, dict)}, "architectures")
+    architectures = {}
+    for name, value in raw.items():
+        if not isinstance(value, dict):
+            architectures[name] = lists[name]
+            continue
+        key = f"architectures.{name}"
+        _keys(value, key, required=("application",), optional=APPLICATION_KEYS[1:])
+        if not isinstance(value["application"], str):
+            raise ParamsError(f"{key}.application: expected a keras.applications name, found {value['application']!r}")
+        _mapping(value.get("config") or {}, f"{key}.config")
+        weights = value.get("weights")
+        if weights is not None and not isinstance(weights, str):
+            raise ParamsError(f"{key}.weights: expected null (random initial weights) or a path to a weights file, "
+                              f"found {weights!r}")
+        size = value.get("input_size")
+        if size is not None and not (isinstance(size, list) and len(size) == 2
+                                     and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+            raise ParamsError(f"{key}.input_size: expected [height, width] or null, found {size!r}")
+        architectures[name] = {"application": value["application"], "config": dict(value.get("config") or {}),
+                               "weights": weights, "input_size": tuple(size) if size else None}
+    return architectures
 
 
 def _parse_distillation(key, entry, settings, setting_key):
@@ -342,6 +478,8 @@ def _check_feature_layers(models):
                 continue
             for option, model, names in (("student_layer", spec, term.student_layers),
                                          ("teacher_layer", teacher, term.teacher_layers)):
+                if not model.layers:  # an application or a file: its layers are checked when it is built or loaded
+                    continue
                 known = layer_names(model.layers)
                 missing = [name for name in names if name not in known]
                 if missing:

@@ -40,10 +40,14 @@ def count_flops(model):
         input_signature=[tf.TensorSpec((1,) + tuple(model.input_shape[1:]), tf.float32)],
     )
     options = ProfileOptionBuilder(ProfileOptionBuilder.float_operation()).with_empty_output().build()
+    logger, level = tf.get_logger(), tf.get_logger().level
+    logger.setLevel("ERROR")  # the v1 profiler warns that an API it uses is deprecated, at every call
     try:
         info = profile(forward.get_concrete_function().graph, options=options)
     except Exception as error:  # the v1 profiler can fail on exotic ops; say so, don't guess
         return None, f"TF profiler failed on model {model.name!r}: {error}"
+    finally:
+        logger.setLevel(level)
     return int(info.total_float_ops) // 2, None
 
 

@@ -7,9 +7,9 @@ model against each model of its architecture from the same run, e.g. ``student``
 ``student_scratch``) and summarised over seeds; a gain whose mean is not larger than its
 standard deviation is reported as within seed noise, not as a gain.
 
-Input: the ``metrics/comparison.json`` of each run (``{model: {"accuracy", "errors",
-"gain_vs_<other>", ...}}``) keyed by seed, as :mod:`tools/seeds.py` collects them from
-``dvc exp show``.
+Input: each run's comparison (``{model: {"accuracy", "errors", "gain_vs_<other>", ...}}``,
+as :func:`kd.comparison.compare` builds it from the run's params and ``metrics/<model>.json``)
+keyed by seed, as ``tools/seeds.py`` collects them from ``dvc exp show``.
 """
 
 import statistics

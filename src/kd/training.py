@@ -11,6 +11,7 @@ curves of all models are comparable.
 
 import contextlib
 import math
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -127,7 +128,11 @@ class CountEpochs(keras.callbacks.Callback):
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Stop training with a TrainingError naming the model and epoch when the loss diverges."""
+    """Stop training with a TrainingError naming the model and epoch when the loss or the weights diverge.
+
+    Both are checked: the epoch's loss is the mean of the losses the updates were computed from,
+    and a NaN input can leave the weights NaN while a loss stays finite.
+    """
 
     def __init__(self, model_name):
         super().__init__()
@@ -140,6 +145,12 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
                 f"model {self.model_name!r}: the training loss became {loss} in epoch {epoch + 1}; "
                 "lower its learning rate (optimizer.config.learning_rate in params.yaml)"
             )
+        for variable in self.model.student.trainable_variables:
+            if not np.isfinite(keras.ops.convert_to_numpy(variable.value)).all():
+                raise TrainingError(
+                    f"model {self.model_name!r}: weights of {variable.path} became non-finite in epoch {epoch + 1} "
+                    f"(the loss was {loss}); check the data for NaN or huge values, or lower the learning rate"
+                )
 
 
 class KeepBestEpoch(keras.callbacks.Callback):
@@ -174,9 +185,32 @@ class KeepBestEpoch(keras.callbacks.Callback):
 class StopOnTermination(keras.callbacks.Callback):
     """End training after the current batch once SIGTERM was received."""
 
+    # Reads no logs, so Keras may call it from its callback thread: batches are dispatched without
+    # waiting for each step's logs to be fetched.
+    async_safe = True
+
     def on_train_batch_end(self, batch, logs=None):
         if termination_requested():
             self.model.stop_training = True
+
+
+class EpochLog(keras.callbacks.Callback):
+    """One line per epoch, as Keras's ``verbose=2`` prints it, without Keras's per-batch progress bar.
+
+    The progress bar takes every batch's logs, which makes Keras wait for each step to finish
+    before it dispatches the next; this reads the logs once per epoch.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+        print(f"Epoch {epoch + 1}/{self.params['epochs']}", flush=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.started
+        steps = self.params.get("steps") or 0
+        per_step = f" - {1000 * seconds / steps:.0f}ms/step" if steps else ""
+        values = " - ".join(f"{name}: {value:.4f}" for name, value in sorted((logs or {}).items()))
+        print(f"{steps}/{steps} - {seconds:.0f}s{per_step} - {values}", flush=True)
 
 
 def fit(model, spec, train, validation, seed, teachers=None, curves_dir=None):
@@ -191,7 +225,7 @@ def fit(model, spec, train, validation, seed, teachers=None, curves_dir=None):
     for a distilled model ``train/hard_loss``, ``train/soft_loss`` and the objective's parts).
     """
     objective = Objective(spec.distillation, seed) if spec.distillation is not None else None
-    callbacks = [StopOnNonFiniteLoss(spec.name), StopOnTermination()]
+    callbacks = [EpochLog(), StopOnNonFiniteLoss(spec.name), StopOnTermination()]
     if spec.keep == "best":
         callbacks.append(KeepBestEpoch(spec.name))
     if curves_dir is not None:
@@ -210,26 +244,28 @@ def fit(model, spec, train, validation, seed, teachers=None, curves_dir=None):
             epochs=spec.epochs,
             shuffle=False,  # the pipeline above shuffles, seeded
             callbacks=callbacks,
-            verbose=2,  # one line per epoch: readable in DVC's log
+            verbose=0,  # EpochLog prints one line per epoch: readable in DVC's log
         )
     return history
 
 
 @contextlib.contextmanager
 def training_scope(spec):
-    """Set the precision policy and enter the distribution strategy of ``spec``.
+    """Set the precision policy and enter the distribution strategy of ``spec``; yield what was chosen.
 
     Build the model and call :func:`fit` inside it: variables must be created under the
-    strategy and with the policy they will be trained with.
+    strategy and with the policy they will be trained with. Yields ``{"precision",
+    "chosen_by", "replicas"}``, which the stage records beside the curves.
     """
-    policy = precision_policy(spec.precision)
+    policy, reason = precision_policy(spec.precision)
     strategy = strategy_for(spec.distribution)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
-    print(f"{spec.name}: {strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__}), {policy}")
+    print(f"{spec.name}: {strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__}), {policy} "
+          f"(chosen by {reason})")
     try:
         with strategy.scope():
-            yield
+            yield {"precision": policy, "chosen_by": reason, "replicas": strategy.num_replicas_in_sync}
     finally:
         keras.config.set_dtype_policy(previous)
 
