@@ -16,7 +16,7 @@ from pathlib import Path
 STARTED = time.perf_counter()  # the stage's wall time, imports included
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kd.errors import run_stage  # noqa: E402
+from kd.errors import ParamsError, run_stage  # noqa: E402
 from kd.params import load_params  # noqa: E402
 
 
@@ -33,6 +33,8 @@ def main(argv=None):
 
     params = load_params(args.params)
     spec = params.model(args.model)
+    if spec.pretrained is not None:
+        raise ParamsError(f"model {spec.name!r} is loaded from {spec.pretrained.path} by stage {spec.stage}, not trained")
     # Heavy imports only once params are known to be good.
     from kd.artifacts import atomic_directory, save_array, save_model, write_json
     from kd.data import load_split
