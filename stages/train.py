@@ -35,10 +35,15 @@ def main(argv=None):
     spec = params.model(args.model)
     if spec.pretrained is not None:
         raise ParamsError(f"model {spec.name!r} is loaded from {spec.pretrained.path} by stage {spec.stage}, not trained")
+    if spec.distribution == "multi_worker":  # before any other TensorFlow work: collectives start first
+        from kd.devices import multi_worker_strategy
+
+        multi_worker_strategy()
     # Heavy imports only once params are known to be good.
     from kd.artifacts import atomic_directory, save_array, save_model, write_json
     from kd.data import load_split
     from kd.models import build_model, check_models, float32_copy
+    from kd.devices import is_chief
     from kd.provenance import write_timing
     from kd.teachers import describe, load_teachers
     from kd.training import fit, predict_logits, seed_everything, training_scope
@@ -50,9 +55,7 @@ def main(argv=None):
     if spec.teacher is None:
         print(f"{spec.name}: training on hard labels; augmentation: {augmentation}")
 
-    seed_everything(params.seed)
-    # The curves appear with the model, or not at all: a killed run leaves no partial curve.
-    with atomic_directory(Path(args.curves) / spec.name) as curves:
+    def train_model(curves):
         with training_scope(spec) as setup:
             model = build_model(spec, train.x.shape[1:], train.num_classes)
             model.summary()
@@ -62,6 +65,16 @@ def main(argv=None):
                 print(f"{spec.name}: distilling from {describe(spec.distillation)} with {teachers.reason}; "
                       f"augmentation: {augmentation}")
             fit(model, spec, train, validation, params.seed, teachers, curves_dir=curves)
+        return model, setup
+
+    seed_everything(params.seed)
+    if not is_chief():  # a multi-worker run: every worker trains, the chief alone writes the outputs
+        train_model(None)
+        print(f"{spec.name}: trained as a non-chief worker; the chief writes the outputs")
+        return
+    # The curves appear with the model, or not at all: a killed run leaves no partial curve.
+    with atomic_directory(Path(args.curves) / spec.name) as curves:
+        model, setup = train_model(curves)
         write_json(curves / "training.json", setup)  # read by evaluate into the model's metrics
         model = float32_copy(model, spec)  # trained under a mixed policy, served in float32
         save_model(model, models / f"{spec.name}.keras")

@@ -6,7 +6,9 @@ by default:
 - distribution ``auto``: ``MirroredStrategy`` over the GPUs when there are several, else
   TensorFlow's default strategy (one device); ``mirrored`` forces ``MirroredStrategy``
   over every GPU, or over every logical CPU device when there is no GPU; ``default``
-  forces one device.
+  forces one device; ``multi_worker``: ``MultiWorkerMirroredStrategy`` over the machines
+  that ``TF_CONFIG`` lists (:func:`multi_worker_strategy`), every worker running the stage,
+  the chief (worker 0) alone writing its outputs.
 - precision ``auto``: ``mixed_float16`` when a GPU is present, else ``float32``; or name a
   Keras dtype policy yourself (``mixed_bfloat16`` pays on CPUs with bfloat16 arithmetic: the
   ``amx_bf16`` or ``avx512_bf16`` flags, see :func:`cpu_bf16_flags`). Under a mixed policy the weights stay
@@ -21,8 +23,58 @@ import tensorflow as tf
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of CPUs with bfloat16 arithmetic
 
 
+_multi_worker = {}
+
+
+def tf_config(environ=None):
+    """The cluster of ``TF_CONFIG``, checked: ``(workers, index)``; a ParamsError names what is wrong."""
+    import json
+    import os
+
+    from kd.errors import ParamsError
+
+    raw = (os.environ if environ is None else environ).get("TF_CONFIG")
+    what = "training.distribution: multi_worker needs the environment variable TF_CONFIG"
+    example = ' (e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}})'
+    if not raw:
+        raise ParamsError(f"{what}, which is not set{example}")
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ParamsError(f"{what} to be JSON; found {raw[:80]!r} ({error.msg}){example}") from None
+    workers = (config.get("cluster") or {}).get("worker") if isinstance(config, dict) else None
+    task = config.get("task") if isinstance(config, dict) else None
+    if not isinstance(workers, list) or not workers or not all(isinstance(w, str) and ":" in w for w in workers):
+        raise ParamsError(f"{what}'s cluster.worker to list host:port addresses; found {workers!r}{example}")
+    if not isinstance(task, dict) or task.get("type") != "worker" or not isinstance(task.get("index"), int) \
+            or not 0 <= task["index"] < len(workers):
+        raise ParamsError(f"{what}'s task to be {{type: worker, index: 0..{len(workers) - 1}}}; found {task!r}")
+    return workers, task["index"]
+
+
+def multi_worker_strategy():
+    """The ``MultiWorkerMirroredStrategy`` of ``TF_CONFIG``, created once.
+
+    TensorFlow configures collective ops at start-up: call this before any other TensorFlow
+    work in the process (the train stage does, for ``distribution: multi_worker``).
+    """
+    if "strategy" not in _multi_worker:
+        workers, index = tf_config()
+        _multi_worker["strategy"] = tf.distribute.MultiWorkerMirroredStrategy()
+        _multi_worker["chief"] = index == 0
+        print(f"multi_worker: worker {index} of {len(workers)} ({', '.join(workers)})")
+    return _multi_worker["strategy"]
+
+
+def is_chief():
+    """False only on a non-chief worker of a multi-worker run: it trains but writes nothing."""
+    return _multi_worker.get("chief", True)
+
+
 def strategy_for(setting):
     """The ``tf.distribute`` strategy for ``training.distribution``."""
+    if setting == "multi_worker":
+        return multi_worker_strategy()
     gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
     if setting == "default" or (setting == "auto" and len(gpus) < 2):
         return tf.distribute.get_strategy()

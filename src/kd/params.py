@@ -41,7 +41,7 @@ TRAINING_KEYS = (
     "epochs", "batch_size", "optimizer", "schedule", "augmentation", "keep", "distribution", "precision",
 )
 KEEP = ("last", "best")  # which epoch's weights a model keeps: see kd.training.KeepBestEpoch
-DISTRIBUTIONS = ("auto", "default", "mirrored")  # see kd.devices
+DISTRIBUTIONS = ("auto", "default", "mirrored", "multi_worker")  # see kd.devices
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DISTILL_KEYS = ("teacher", "temperature", "soft_target_weight")  # required in a distill: entry
 DISTILL_OPTIONAL = ("loss", "teachers", "dense", "drop")

@@ -71,6 +71,28 @@ class DistillationTrainer(keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.accuracy, *self.part_trackers]
 
+    def _across_workers(self, logs):
+        """The logs in a form Keras 3.15 can average across workers.
+
+        Under MultiWorkerMirroredStrategy Keras reduces each log with ``strategy.reduce("MEAN",
+        value, axis=0)``, which needs an axis that scalar logs do not have: each is given one,
+        and the reduction returns the mean over replicas as a scalar. Elsewhere the logs are
+        returned as they are.
+        """
+        if not isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return logs
+        return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3.15 builds a model before fit by reducing a first distributed batch across
+        # replicas, which fails under MultiWorkerMirroredStrategy (keras-team/keras#20585). Here
+        # everything is built already (the student, the loss's layers): only the optimizer is left.
+        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def call(self, x, training=False):
         return self.student(x, training=training)
 
@@ -105,14 +127,14 @@ class DistillationTrainer(keras.Model):
         self.accuracy.update_state(labels, logits)
         for tracker in self.part_trackers:
             tracker.update_state(parts[tracker.name], sample_weight=batch)
-        return {metric.name: metric.result() for metric in self.metrics}
+        return self._across_workers({metric.name: metric.result() for metric in self.metrics})
 
     def test_step(self, data):
         x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         logits = self.student(x, training=False)
         self.loss_tracker.update_state(hard_label_loss(labels, logits), sample_weight=tf.shape(x)[0])
         self.accuracy.update_state(labels, logits)
-        return {"loss": self.loss_tracker.result(), "accuracy": self.accuracy.result()}
+        return self._across_workers({"loss": self.loss_tracker.result(), "accuracy": self.accuracy.result()})
 
 
 def _layer_shapes(model, names):
