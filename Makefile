@@ -4,7 +4,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: repro test bench dag readme ci-repro best shapes seeds exp register verify report clean-venv
+.PHONY: repro test bench dag readme ci-repro best shapes seeds exp register push pull verify report clean-venv
 
 $(VENV)/installed: requirements.txt constraints.txt
 	python3 -m venv $(VENV)
@@ -58,8 +58,9 @@ shapes: $(VENV)/installed
 CONFIG ?= default
 SEEDS  ?= 0 1 2
 VERSUS ?=
+JOBS   ?= 1
 seeds: $(VENV)/installed
-	$(PYTHON) tools/seeds.py $(CONFIG) --seeds $(SEEDS) $(if $(VERSUS),--versus $(VERSUS))
+	$(PYTHON) tools/seeds.py $(CONFIG) --seeds $(SEEDS) --jobs $(JOBS) $(if $(VERSUS),--versus $(VERSUS))
 
 # The experiments of this commit: the params that differ, then the accuracies that moved.
 exp: $(VENV)/installed
@@ -72,6 +73,14 @@ register: $(VENV)/installed
 	@test -n "$(VERSION)" || { echo "usage: make register VERSION=v1.0.0"; exit 1; }
 	for artifact in student-int8 student-tflite student-savedmodel student teacher teacher-int8; do \
 		$(VENV)/bin/gto register $$artifact HEAD --version $(VERSION); done
+
+# The DVC cache and run-cache to and from the default remote (a folder beside the repository unless
+# overridden: README "Share results"), so that others `make pull` instead of retraining.
+push: $(VENV)/installed
+	@$(PYTHON) tools/remote.py push
+
+pull: $(VENV)/installed
+	@$(PYTHON) tools/remote.py pull
 
 # Fails when any stage is out of date or any output is missing.
 verify:

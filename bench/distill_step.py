@@ -18,7 +18,10 @@ seed 000's (conv 256/512 teacher -> conv 16/32 student, batch 64) — times, in 
 - keras_distiller: ``keras.distillation.Distiller`` with ``LogitsDistillation(loss=KLDivergence())``.
 
 Then the teacher's and the student's plain step (seed 002's models, batch 256) in float32 and in
-mixed_bfloat16, the policy `precision: auto` picks on CPUs with bfloat16 arithmetic.
+mixed_bfloat16, the policy for CPUs with bfloat16 arithmetic; and where the teacher's time goes
+around its step: a bare compiled step, Keras `fit` with its per-batch progress bar (`verbose=2`,
+which fetches every batch's logs before dispatching the next), and `fit` as kd runs it (one log
+line per epoch, so batches are dispatched without waiting).
 
 Variants are timed round-robin (so drift in the machine's speed hits all of them alike),
 after warm-up; each round times a block of steps and the median round is reported.
@@ -227,6 +230,66 @@ def time_precisions(rounds, steps):
     return {key: statistics.median(times) for key, times in seconds.items()}
 
 
+def time_fit_overhead(rounds, steps):
+    """ms per teacher step: a bare tf.function step, fit(verbose=2), and fit as kd runs it."""
+    from kd.training import EpochLog
+
+    params = load_params(ROOT / "params.yaml")
+    rng = np.random.default_rng(0)
+    x = rng.random((256 * 8, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, size=len(x))
+    data = batches(x, y, batch_size=256, shuffle_seed=0).repeat()
+    keras.utils.set_random_seed(0)
+    teacher = build_model(params.model("teacher"), (28, 28, 1), 10)
+    teacher.compile(optimizer=keras.optimizers.Adam(1e-3),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build(teacher.trainable_variables)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    @tf.function
+    def bare_step(xb, yb):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(yb, teacher(xb, training=True))
+        optimizer.apply(tape.gradient(loss, teacher.trainable_variables), teacher.trainable_variables)
+        return loss
+
+    batch_list = list(data.take(steps))
+
+    def bare():
+        for xb, yb in batch_list:
+            bare_step(xb, yb)
+        bare_step(*batch_list[0]).numpy()  # wait for the last step
+
+    class Quiet(EpochLog):  # kd's epoch log without the printing
+        def on_epoch_begin(self, epoch, logs=None):
+            pass
+
+        def on_epoch_end(self, epoch, logs=None):
+            pass
+
+    variants = {
+        "bare tf.function step": bare,
+        "fit, verbose=2": lambda: teacher.fit(data, epochs=1, steps_per_epoch=steps, verbose=2),
+        "fit as kd runs it": lambda: teacher.fit(data, epochs=1, steps_per_epoch=steps, verbose=0,
+                                                 callbacks=[Quiet()]),
+    }
+    import contextlib
+    import io
+
+    for run in variants.values():  # warm-up
+        with contextlib.redirect_stdout(io.StringIO()):
+            run()
+    seconds = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, run in variants.items():
+            start = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):
+                run()
+            seconds[name].append((time.perf_counter() - start) / steps)
+    return {name: statistics.median(times) for name, times in seconds.items()}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7, help="timed blocks per variant (median reported)")
@@ -254,6 +317,11 @@ def main():
         ratio = t / per_step[(name, "float32")]
         print(f"{name:8} {policy:19} {1000 * t:9.2f} {ratio:7.2f}")
         ratios.setdefault("precision", {})[f"{name}_{policy}_ms"] = round(1000 * t, 2)
+    print("teacher step, float32, batch 256: where the time goes around it")
+    per_step = time_fit_overhead(args.rounds, args.steps)
+    for name, t in per_step.items():
+        print(f"{name:28} {1000 * t:9.2f} {t / per_step['bare tf.function step']:7.2f}")
+        ratios.setdefault("fit_overhead_ms", {})[name] = round(1000 * t, 2)
     print(json.dumps(ratios))
 
 

@@ -106,3 +106,34 @@ def test_make_exp_shows_what_differs_first_then_what_moved():
     text = table(rows_of(shown))
     assert text.splitlines()[0] == "| experiment | distill.student.temperature | student accuracy |"
     assert "| hot | 8.0 | 0.9870 |" in text and "| abcdef1 | 4.0 | 0.9859 |" in text
+
+
+def test_ci_reruns_only_what_changed_with_a_persisted_dvc_cache(tmp_path):
+    """The workflow's `make ci-repro` twice, each time in a fresh checkout with DVC's cache carried
+    over (as actions/cache does): after a change to the student alone, only the student's stages run."""
+    import shutil
+
+    from test_pipeline import TINY, commit, copy_project, run, set_params, stages_run
+
+    origin = copy_project(tmp_path / "origin", {})
+    (origin / "configs" / "ci.txt").write_text("".join(f"{key}={value}\n" for key, value in TINY.items()))
+    commit(origin, "a tiny CI config")
+
+    def ci_run(checkout):
+        settings = [line for line in (checkout / "configs" / "ci.txt").read_text().splitlines() if line]
+        return run(["dvc", "exp", "run", *(f"-S{setting}" for setting in settings)], checkout)  # make ci-repro
+
+    first = tmp_path / "first"
+    run(["git", "clone", "-q", str(origin), str(first)], tmp_path)
+    assert "train@teacher" in stages_run(ci_run(first))
+
+    set_params(origin, {"distill.student.temperature": 2.0})
+    commit(origin, "a warmer student")
+    second = tmp_path / "second"
+    run(["git", "clone", "-q", str(origin), str(second)], tmp_path)
+    shutil.copytree(first / ".dvc" / "cache", second / ".dvc" / "cache")  # what actions/cache restores
+    output = ci_run(second)
+    assert stages_run(output) == ["distill@student", "evaluate", "export@student"]
+    for stage in ("prepare", "train@teacher", "distill@ta", "train@student_scratch", "export@teacher"):
+        assert f"Stage '{stage}' is cached - skipping run" in output, stage
+    assert "up to date" in run(["dvc", "status"], second)

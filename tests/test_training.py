@@ -312,3 +312,38 @@ def test_non_finite_weights_stop_training_even_when_the_logged_loss_is_finite():
     with pytest.raises(TrainingError, match=r"model 'student': weights of student/dense/kernel became non-finite in epoch 3 "
                                             r"\(the loss was 0.25\)"):
         guard.on_epoch_end(2, {"loss": 0.25})
+
+
+def test_auto_precision_uses_bfloat16_only_on_amx_cpus(tmp_path, monkeypatch):
+    import kd.devices as devices
+
+    read_flags = devices.cpu_bf16_flags
+
+    def cpu(flags):
+        path = tmp_path / "cpuinfo"
+        path.write_text(f"processor\t: 0\nflags\t\t: fpu sse {flags}\n")
+        monkeypatch.setattr(devices, "cpu_bf16_flags", lambda: read_flags(path))
+        return devices.precision_policy("auto")
+
+    assert cpu("avx512f amx_bf16 amx_tile avx512_bf16") == ("mixed_bfloat16", "amx_bf16")
+    assert cpu("avx512f avx512_bf16") == ("float32", "avx512_bf16 without amx_bf16")
+    assert cpu("avx2") == ("float32", "CPU without bf16")
+    assert devices.precision_policy("mixed_bfloat16") == ("mixed_bfloat16", "params")
+
+
+def test_a_model_trained_in_bfloat16_is_saved_as_a_float32_model(raw_params):
+    from kd.models import float32_copy
+    from kd.training import training_scope
+
+    seed_everything(0)
+    train, validation = toy_splits()
+    spec = small_spec(raw_params, "teacher", precision="mixed_bfloat16", epochs=2)
+    with training_scope(spec) as setup:
+        model = build_model(spec, (4, 4, 1), 3)
+        fit(model, spec, train, validation, seed=0)
+    assert setup["precision"] == "mixed_bfloat16" and model.layers[0].dtype_policy.name == "mixed_bfloat16"
+    served = float32_copy(model, spec)
+    assert {layer.dtype_policy.name for layer in served.layers} == {"float32"}
+    for trained, copied in zip(model.get_weights(), served.get_weights(), strict=True):
+        np.testing.assert_array_equal(trained, copied)
+    assert predict_logits(served, validation.x).dtype == np.float32

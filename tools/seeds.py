@@ -2,7 +2,8 @@
 
 Each seed is a DVC experiment, ``<config>-seed<N>``: ``params.yaml`` plus the overrides
 of ``configs/<config>.txt`` plus ``seed=N``, queued with ``dvc exp run --queue`` and run
-one after another (``dvc exp run --run-all -j 1``) in DVC's temporary workspaces, so the
+one after another (``dvc exp run --run-all -j 1``; ``--jobs N`` runs N at once) in DVC's
+temporary workspaces, so the
 workspace and its params.yaml are left as they were. Seeds that already ran on the
 current commit are not run again, so an interrupted run resumes. The report is written
 to ``reports/seeds/<config>.md`` and ``.json`` (see :mod:`kd.seeds`).
@@ -84,14 +85,19 @@ def experiments(names):
 
 
 def stage_seconds(revision, params):
-    """``{stage: seconds}`` of the run's own stages, from timings/<stage>.json in the experiment's commit
-    (timings are kept out of `dvc metrics`, so they are read from git)."""
-    stages = ["prepare"] + [spec.stage for spec in parse_params(params).models.values()] + ["evaluate"]
+    """``{stage: seconds}`` of the run's own stages, from timings/<stage>.json as the experiment
+    left them (DVC outputs, read from the cache through the experiment's dvc.lock)."""
+    import dvc.api
+
+    spec = parse_params(params)
+    stages = ["prepare"] + [model.stage for model in spec.models.values()]
+    stages += [f"export@{name}" for name in spec.export.models] + ["evaluate"]
     seconds = {}
     for stage in stages:
-        shown = subprocess.run(["git", "show", f"{revision}:timings/{stage}.json"], text=True, capture_output=True)
-        if shown.returncode == 0:
-            seconds[stage] = json.loads(shown.stdout)["seconds"]
+        try:
+            seconds[stage] = json.loads(dvc.api.read(f"timings/{stage}.json", rev=revision))["seconds"]
+        except Exception:  # a stage restored from the run-cache before timings were outputs, ...
+            continue
     return seconds
 
 
@@ -107,6 +113,8 @@ def main(argv=None):
     parser.add_argument("--report-only", action="store_true", help="report the seeds that already ran")
     parser.add_argument("--out", default="reports/seeds", help="folder for <config>.md and <config>.json")
     parser.add_argument("--versus", help="list each model's gain against this model only (e.g. student_direct)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="experiments run at once (DVC queue workers); at most the number of cores")
     args = parser.parse_args(argv)
 
     settings = overrides(args.config)
@@ -121,7 +129,7 @@ def main(argv=None):
             else:
                 dvc("exp", "run", "--queue", "-n", name, *(f"-S{s}" for s in settings), f"-Sseed={seed}")
         if len(done) < len(names):
-            dvc("exp", "run", "--run-all", "-j", "1")
+            dvc("exp", "run", "--run-all", "-j", str(args.jobs))
         done, _ = experiments(names)
 
     missing = sorted(set(names) - set(done))

@@ -9,11 +9,13 @@ by default:
   forces one device; ``multi_worker``: ``MultiWorkerMirroredStrategy`` over the machines
   that ``TF_CONFIG`` lists (:func:`multi_worker_strategy`), every worker running the stage,
   the chief (worker 0) alone writing its outputs.
-- precision ``auto``: ``mixed_float16`` when a GPU is present, else ``float32``; or name a
-  Keras dtype policy yourself (``mixed_bfloat16`` pays on CPUs with bfloat16 arithmetic: the
-  ``amx_bf16`` or ``avx512_bf16`` flags, see :func:`cpu_bf16_flags`). Under a mixed policy the weights stay
-  float32 and the loss, softmax and metrics are computed in float32; the saved model is a
-  float32 model (:func:`kd.models.float32_copy`), so serving and export do not depend on it.
+- precision ``auto``: ``mixed_float16`` when a GPU is present; ``mixed_bfloat16`` on a CPU
+  with AMX bfloat16 tiles (the ``amx_bf16`` flag), where it roughly halves a step; else
+  ``float32``: with AVX512-BF16 alone (``avx512_bf16`` without AMX) bfloat16 steps measured
+  twice as slow as float32 here (README: Speed). Or name a Keras dtype policy yourself. Under
+  a mixed policy the weights stay float32 and the loss, softmax and metrics are computed in
+  float32; the saved model is a float32 model (:func:`kd.models.float32_copy`), so serving and
+  export do not depend on it.
 """
 
 from pathlib import Path
@@ -84,12 +86,15 @@ def strategy_for(setting):
 
 def precision_policy(setting):
     """``(policy, chosen_by)``: the Keras dtype policy for ``training.precision``, and what chose it
-    (``params``, ``GPU`` or ``CPU``)."""
+    (``params``, ``GPU``, or the CPU's bfloat16 flags)."""
     if setting != "auto":
         return setting, "params"
     if tf.config.list_physical_devices("GPU"):
         return "mixed_float16", "GPU"
-    return "float32", "CPU"
+    flags = cpu_bf16_flags()
+    if "amx_bf16" in flags:
+        return "mixed_bfloat16", "amx_bf16"
+    return "float32", " ".join(flags) + " without amx_bf16" if flags else "CPU without bf16"
 
 
 def cpu_bf16_flags(cpuinfo="/proc/cpuinfo"):
