@@ -72,7 +72,7 @@ def break_params(raw, edit):
         (lambda p: p["distill"]["student"].update(teacher="professor"), "distill.student.teacher: 'professor' is not a model"),
         (lambda p: p["distill"]["student"].pop("temperature"), "distill.student: missing key(s) temperature"),
         (lambda p: p["distill"]["student"].update(architecture="mlp"), "distill.student.architecture: 'mlp' is not in architectures"),
-        (lambda p: p["training"].update(distribution="tpu"), "training.distribution: expected one of auto, default, mirrored, found 'tpu'"),
+        (lambda p: p["training"].update(distribution="tpu"), "training.distribution: expected one of auto, default, mirrored, multi_worker, found 'tpu'"),
         (lambda p: p["distill"]["ta"].update(precision="float8"), "distill.ta.precision: expected one of auto, float32, mixed_float16, mixed_bfloat16"),
         (lambda p: p["data"].update(validation_fraction=1), "data.validation_fraction: expected a number in (0, 1)"),
         (lambda p: p["data"].update(limit=-5), "data.limit: expected an integer >= 2, found -5"),
