@@ -46,6 +46,9 @@ def test_a_distilled_model_on_augmented_inputs_learns_from_its_teacher_online(ra
 def test_dropping_the_ta_is_a_params_edit(raw_params):
     del raw_params["distill"]["ta"]
     raw_params["distill"]["student"]["teacher"] = "teacher"
+    with pytest.raises(ParamsError, match=r"export.models: 'ta' is not a model"):
+        parse_params(raw_params)  # it is shipped too: say whether it still should be
+    raw_params["export"]["models"] = ["student", "teacher"]
     assert parse_params(raw_params).model("student").teacher == "teacher"
 
 

@@ -71,7 +71,7 @@ def test_pipeline_end_to_end(repo):
     first = run(["dvc", "repro"], repo)
     expected_stages = ["prepare"] + [f"train@{m}" for m in ("teacher", "student_scratch")]
     expected_stages += [f"distill@{m}" for m in ("ta", "student", "student_direct")]
-    expected_stages += ["export@student", "export@teacher"]
+    expected_stages += ["export@student", "export@ta", "export@teacher"]
     assert stages_run(first) == sorted(expected_stages + ["evaluate"])
 
     for split in ("train", "validation", "test"):
@@ -94,7 +94,7 @@ def test_pipeline_end_to_end(repo):
     assert comparison["student"]["flops"] == 1_237_941
     # The shipped files, measured like every model.
     exported = json.loads((repo / "reports" / "comparison.json").read_text())["exported"]
-    assert set(exported) == {"student · float32", "student · int8", "teacher · float32", "teacher · int8"}
+    assert set(exported) == {f"{model} · {kind}" for model in ("student", "ta", "teacher") for kind in ("float32", "int8")}
     int8 = json.loads((repo / "metrics" / "exported" / "student.int8.json").read_text())
     assert int8["size_bytes"] < 0.3 * json.loads((repo / "metrics" / "student.json").read_text())["size_bytes"]
     assert int8["agreement"] > 0.9 and abs(int8["vs_keras"]) < 0.05

@@ -247,7 +247,8 @@ def test_feature_terms_train_online_and_their_regressor_is_not_part_of_the_stude
         {"kind": "rkd", "student_layer": "dense", "teacher_layer": "features", "weight": 0.1},
         [{"kind": "hinton"}, {"kind": "attention", "student_layer": "maps", "teacher_layer": "maps"}],
     ):
-        raw = {**raw_params, "distill": {"student": {**raw_params["distill"]["student"], "teacher": "teacher"}}}
+        raw = {**raw_params, "distill": {"student": {**raw_params["distill"]["student"], "teacher": "teacher"}},
+               "export": {"models": [], "representative_images": 1}}
         raw["architectures"]["student_conv"] = [
             {"class_name": "Conv2D", "config": {"filters": 2, "kernel_size": 3, "padding": "same", "name": "maps"}},
             {"class_name": "Flatten"}, {"class_name": "Dense", "config": {"units": 16, "activation": "relu"}}]

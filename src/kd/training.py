@@ -103,7 +103,9 @@ class DistillationTrainer(keras.Model):
         if self.augment is not None:
             x = self.augment(x, training=True)
         teacher_outputs = self.teachers(x, cached) if self.teachers is not None else None
-        variables = self.student.trainable_variables
+        # The student's weights, and the loss's own (FitNets regressors), which train with it.
+        extra = self.objective.trainable_layers if self.objective is not None else ()
+        variables = self.student.trainable_variables + [v for layer in extra for v in layer.trainable_variables]
         with tf.GradientTape() as tape:
             if self.objective is None:
                 logits = self.student(x, training=True)
@@ -114,8 +116,6 @@ class DistillationTrainer(keras.Model):
                 logits = outputs["logits"]
                 loss, parts = self.objective(labels, outputs, teacher_outputs, epoch=self.epoch,
                                              step=self.optimizer.iterations)
-                for layer in self.objective.trainable_layers:
-                    variables = variables + layer.trainable_variables
             if self.student.losses:  # weight regularizers from the layer configs
                 loss = loss + tf.add_n(self.student.losses)
             # Replicas' gradients are summed, so each takes its share of the mean; a loss-scale
