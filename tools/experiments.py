@@ -35,8 +35,10 @@ def rows_of(shown):
     rows = []
     for commit in shown:
         revisions = [("workspace" if commit["rev"] == "workspace" else commit["rev"][:7], commit)]
+        # Queued, running and failed experiments are listed with their baseline's results: left out.
         revisions += [(f"{experiment.get('name') or experiment['revs'][0]['rev'][:7]}", experiment["revs"][0])
-                      for experiment in commit.get("experiments") or []]
+                      for experiment in commit.get("experiments") or []
+                      if (experiment.get("executor") or {}).get("state", "success") == "success"]
         for label, revision in revisions:
             data = revision.get("data") or {}
             if revision.get("error") or not data:
