@@ -56,3 +56,17 @@ def test_versus_lists_each_model_against_one_baseline_only():
     report = markdown(summary, "methods", versus="student_direct")
     assert "| kd_dkd vs student_direct | +0.12 ± 0.04 pt |" in report
     assert "vs student_scratch" not in report and "student_direct vs kd_dkd" not in report
+
+
+def test_exported_files_are_summarised_against_their_keras_models():
+    def files(int8_accuracy, keras_accuracy):
+        return {"student · int8": {"accuracy": int8_accuracy, "errors": round((1 - int8_accuracy) * 10000),
+                                   "vs_keras": int8_accuracy - keras_accuracy, "size_bytes": 1_284_584}}
+
+    runs = {0: comparison(0.9859, 0.9773), 1: comparison(0.9865, 0.9776)}
+    summary = summarise(runs, {0: files(0.9860, 0.9859), 1: files(0.9862, 0.9865)})
+    delta = summary["exported"]["student · int8"]["vs_keras"]
+    assert delta["values"] == pytest.approx([0.0001, -0.0003])
+    assert "| student · int8 | 98.61 ± 0.01 % | -0.01 ± 0.03 pt | +0.01 / -0.03 | 1.28 MB |" in markdown(summary, "test")
+    with pytest.raises(ValueError, match="exported file 'student · int8' is missing from some runs"):
+        summarise(runs, {0: files(0.9860, 0.9859), 1: {}})

@@ -55,7 +55,7 @@ def dvc(*args, capture=False):
 
 def experiments(names):
     """``(finished, queued)`` for the experiments named ``names`` on the current commit:
-    ``{name: (params, metrics, timings)}`` of those that ran, and the names waiting in the queue."""
+    ``{name: (params, comparison, exported, timings)}`` of those that ran, and the names waiting in the queue."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], text=True, capture_output=True, check=True).stdout.strip()
     found, queued = {}, set()
     for commit in json.loads(dvc("exp", "show", "--json", capture=True)):
@@ -75,12 +75,15 @@ def experiments(names):
                 continue
             data = revision.get("data") or {}
             params = data["params"]["params.yaml"]["data"]
-            metrics = {Path(path).stem: entry["data"] for path, entry in (data.get("metrics") or {}).items()
-                       if Path(path).parent.as_posix() == "metrics" and "data" in entry}
+            files = {Path(path): entry["data"] for path, entry in (data.get("metrics") or {}).items() if "data" in entry}
+            metrics = {path.stem: values for path, values in files.items() if path.parent.as_posix() == "metrics"}
+            # metrics/exported/student.int8.json -> "student · int8"
+            exported = {" · ".join(path.stem.rsplit(".", 1)): values for path, values in files.items()
+                        if path.parent.as_posix() == "metrics/exported"}
             if metrics:
                 # Gains against the models of the same architecture, as the evaluate stage reports them.
                 comparison = compare(parse_params(params), metrics)
-                found[experiment["name"]] = (params, comparison, stage_seconds(revision["rev"], params))
+                found[experiment["name"]] = (params, comparison, exported, stage_seconds(revision["rev"], params))
     return found, queued - set(found)
 
 
@@ -135,10 +138,11 @@ def main(argv=None):
     missing = sorted(set(names) - set(done))
     if missing:
         raise KdError(f"no results for {', '.join(missing)}; run without --report-only (see `dvc exp show`)")
-    runs = {params["seed"]: metrics for params, metrics, _ in done.values()}
-    summary = summarise(runs)
+    runs = {params["seed"]: comparison for params, comparison, _, _ in done.values()}
+    exported = {params["seed"]: files for params, _, files, _ in done.values()}
+    summary = summarise(runs, exported)
     summary["overrides"] = settings
-    summary["pipeline_seconds"] = {params["seed"]: pipeline_seconds(timings) for params, _, timings in done.values()}
+    summary["pipeline_seconds"] = {params["seed"]: pipeline_seconds(timings) for params, _, _, timings in done.values()}
     title = f"Configuration `{args.config}`" + (f" (`configs/{args.config}.txt`)" if settings else " (params.yaml)")
     out = Path(args.out)
     write_json(out / f"{args.config}.json", summary)

@@ -9,14 +9,17 @@ standard deviation is reported as within seed noise, not as a gain.
 
 Input: each run's comparison (``{model: {"accuracy", "errors", "gain_vs_<other>", ...}}``,
 as :func:`kd.comparison.compare` builds it from the run's params and ``metrics/<model>.json``)
-keyed by seed, as ``tools/seeds.py`` collects them from ``dvc exp show``.
+keyed by seed, as ``tools/seeds.py`` collects them from ``dvc exp show``; and each run's exported
+files (``{"student · int8": metrics/exported/student.int8.json's data}``), whose accuracy
+against their own .keras model (``vs_keras``) is summarised the same way.
 """
 
 import statistics
 
 
-def summarise(runs):
-    """``runs``: ``{seed: comparison}``. Return ``{"seeds", "models", "gains"}`` with mean/std per entry."""
+def summarise(runs, exported=None):
+    """``runs``: ``{seed: comparison}``; ``exported``: ``{seed: {file: metrics}}`` or None.
+    Return ``{"seeds", "models", "gains", "exported"}`` with mean/std per entry."""
     if not runs:
         raise ValueError("no runs to summarise")
     seeds = sorted(runs)
@@ -34,6 +37,13 @@ def summarise(runs):
         for key in rows[0]:
             if key.startswith("gain_vs_"):
                 summary["gains"][f"{name} vs {key[len('gain_vs_'):]}"] = _spread([row[key] for row in rows])
+    summary["exported"] = {}
+    for name in sorted((exported or {}).get(seeds[0], {})):
+        rows = [exported[seed].get(name) for seed in seeds]
+        if None in rows:
+            raise ValueError(f"exported file {name!r} is missing from some runs; were they run with the same exports?")
+        summary["exported"][name] = {key: _spread([row[key] for row in rows])
+                                     for key in ("accuracy", "errors", "vs_keras", "size_bytes")}
     return summary
 
 
@@ -70,6 +80,14 @@ def markdown(summary, title, versus=None):
             per_seed = " / ".join(f"{100 * v:+.2f}" for v in gain["values"])
             verdict = "within seed noise" if within_noise(gain) else ("gain" if gain["mean"] > 0 else "loss")
             lines.append(f"| {name} | {100 * gain['mean']:+.2f} ± {100 * gain['std']:.2f} pt | {per_seed} | {verdict} |")
+    if summary.get("exported"):
+        lines += ["", "| exported file | test accuracy | vs its .keras model | per seed | size |", "|---|---|---|---|---|"]
+        for name, row in summary["exported"].items():
+            delta = row["vs_keras"]
+            per_seed = " / ".join(f"{100 * v:+.2f}" for v in delta["values"])
+            lines.append(f"| {name} | {100 * row['accuracy']['mean']:.2f} ± {100 * row['accuracy']['std']:.2f} % | "
+                         f"{100 * delta['mean']:+.2f} ± {100 * delta['std']:.2f} pt | {per_seed} | "
+                         f"{row['size_bytes']['mean'] / 1e6:.2f} MB |")
     return "\n".join(lines) + "\n"
 
 
