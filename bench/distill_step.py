@@ -18,7 +18,7 @@ seed 000's (conv 256/512 teacher -> conv 16/32 student, batch 64) — times, in 
 - keras_distiller: ``keras.distillation.Distiller`` with ``LogitsDistillation(loss=KLDivergence())``.
 
 Then the teacher's and the student's plain step (seed 002's models, batch 256) in float32 and in
-mixed_bfloat16, the policy for CPUs with bfloat16 arithmetic; and where the teacher's time goes
+mixed_bfloat16 (opt-in: what it costs or buys depends on the CPU's bfloat16 hardware); and where the teacher's time goes
 around its step: a bare compiled step, Keras `fit` with its per-batch progress bar (`verbose=2`,
 which fetches every batch's logs before dispatching the next), and `fit` as kd runs it (one log
 line per epoch, so batches are dispatched without waiting).
@@ -290,6 +290,14 @@ def time_fit_overhead(rounds, steps):
     return {name: statistics.median(times) for name, times in seconds.items()}
 
 
+def cpu_bf16_flags(cpuinfo="/proc/cpuinfo"):
+    """The bfloat16 flags (AMX tiles, AVX512 dot products) this CPU reports, for the precision rows."""
+    path = Path(cpuinfo)
+    flags = next((line.split(":", 1)[1].split() for line in path.read_text().splitlines()
+                  if line.startswith("flags")), []) if path.is_file() else []
+    return [flag for flag in ("amx_bf16", "avx512_bf16") if flag in flags]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7, help="timed blocks per variant (median reported)")
@@ -309,8 +317,6 @@ def main():
         ratios[pair] = {name: round(t / per_step["plain"], 2) for name, t in per_step.items() if name != "plain"}
         for name, t in per_step.items():
             print(f"{pair:8} {name:19} {1000 * t:9.2f} {t / per_step['plain']:7.2f}")
-    from kd.devices import cpu_bf16_flags
-
     print(f"precision (plain steps, seed 002 models, batch 256); CPU bf16 flags: {' '.join(cpu_bf16_flags()) or 'none'}")
     per_step = time_precisions(args.rounds, args.steps)
     for (name, policy), t in per_step.items():

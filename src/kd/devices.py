@@ -9,20 +9,17 @@ by default:
   forces one device; ``multi_worker``: ``MultiWorkerMirroredStrategy`` over the machines
   that ``TF_CONFIG`` lists (:func:`multi_worker_strategy`), every worker running the stage,
   the chief (worker 0) alone writing its outputs.
-- precision ``auto``: ``mixed_float16`` when a GPU is present; ``mixed_bfloat16`` on a CPU
-  with AMX bfloat16 tiles (the ``amx_bf16`` flag), where it roughly halves a step; else
-  ``float32``: with AVX512-BF16 alone (``avx512_bf16`` without AMX) bfloat16 steps measured
-  twice as slow as float32 here (README: Speed). Or name a Keras dtype policy yourself. Under
-  a mixed policy the weights stay float32 and the loss, softmax and metrics are computed in
-  float32; the saved model is a float32 model (:func:`kd.models.float32_copy`), so serving and
-  export do not depend on it.
+- precision ``auto``: ``mixed_float16`` when a GPU is present, else ``float32``. Not bfloat16
+  on CPUs that have it: over three seeds of the default pipeline, ``mixed_bfloat16`` cost
+  ``student_direct`` accuracy beyond seed noise; it was twice as slow as float32 on a CPU with
+  AVX512-BF16 alone; and a default that depended on the CPU would give different models on
+  different machines (README: Speed). Name ``mixed_bfloat16`` (or any Keras dtype policy) to
+  use it. Under a mixed policy the weights stay float32 and the loss, softmax and metrics are
+  computed in float32; the saved model is a float32 model (:func:`kd.models.float32_copy`), so
+  serving and export do not depend on it.
 """
 
-from pathlib import Path
-
 import tensorflow as tf
-
-BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of CPUs with bfloat16 arithmetic
 
 
 _multi_worker = {}
@@ -86,25 +83,9 @@ def strategy_for(setting):
 
 def precision_policy(setting):
     """``(policy, chosen_by)``: the Keras dtype policy for ``training.precision``, and what chose it
-    (``params``, ``GPU``, or the CPU's bfloat16 flags)."""
+    (``params``, ``GPU`` or ``CPU``)."""
     if setting != "auto":
         return setting, "params"
     if tf.config.list_physical_devices("GPU"):
         return "mixed_float16", "GPU"
-    flags = cpu_bf16_flags()
-    if "amx_bf16" in flags:
-        return "mixed_bfloat16", "amx_bf16"
-    # AVX512-BF16 without AMX measured slower than float32 (README, Speed). Short: a metrics column.
-    return "float32", "no amx_bf16"
-
-
-def cpu_bf16_flags(cpuinfo="/proc/cpuinfo"):
-    """The bfloat16 flags of :data:`BF16_FLAGS` this CPU reports (empty where it reports none)."""
-    path = Path(cpuinfo)
-    if not path.is_file():
-        return ()
-    for line in path.read_text().splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            return tuple(flag for flag in BF16_FLAGS if flag in flags)
-    return ()
+    return "float32", "CPU"
