@@ -107,15 +107,32 @@ def markdown(comparison, measured_on, exported=None):
     return text
 
 
-def plot_accuracy_vs_flops(comparison, path):
-    """Test accuracy against FLOPs (log scale), one labelled point per model, as PNG."""
+def plot_accuracy_vs_flops(comparison, path, exported=None):
+    """Test accuracy against FLOPs (log scale), as PNG: a labelled point per model, and its exported
+    files as hollow markers by format in the model's colour, unlabelled (they sit at its FLOPs,
+    where labels would overlap)."""
     plt = _pyplot()
+    from matplotlib.lines import Line2D
+
     figure, axes = plt.subplots(figsize=(7, 4.5))
+    colours = {}
     for name, row in comparison.items():
         if row["flops"] is None:
             continue
-        axes.scatter(row["flops"], 100 * row["accuracy"], s=40)
+        colours[name] = axes.scatter(row["flops"], 100 * row["accuracy"], s=40).get_facecolor()[0]
         axes.annotate(name, (row["flops"], 100 * row["accuracy"]), textcoords="offset points", xytext=(6, 4))
+    markers = {"float32": "^", "int8": "s"}
+    formats = []
+    for row in (exported or {}).values():
+        if row["flops"] is None:
+            continue
+        axes.scatter(row["flops"], 100 * row["accuracy"], s=90, marker=markers.get(row["format"], "D"),
+                     facecolors="none", edgecolors=[colours.get(row["model"], "black")])
+        formats += [row["format"]] if row["format"] not in formats else []
+    if formats:
+        axes.legend(handles=[Line2D([], [], linestyle="none", marker=markers.get(kind, "D"), markerfacecolor="none",
+                                    markeredgecolor="black", label=f"{kind} .tflite") for kind in formats],
+                    loc="lower right", title="exported files")
     axes.set_xscale("log")
     from matplotlib.ticker import EngFormatter, LogLocator
 
@@ -148,7 +165,8 @@ STANDARD_CURVES = ("eval/accuracy", "eval/loss", "train/accuracy", "train/loss",
 def write_plots(comparison, curves_root, folder, exported=None):
     """Write ``folder``'s plots: data that ``dvc plots show`` renders, and PNGs for the README.
 
-    - ``accuracy_vs_flops.json`` / ``.png``: test accuracy against FLOPs, one point per model;
+    - ``accuracy_vs_flops.json`` / ``.png``: test accuracy against FLOPs, one point per model and
+      per exported file (at its model's FLOPs);
     - ``curves/<split>_<metric>.json``: the per-epoch metrics of :data:`STANDARD_CURVES`, long
       format (``model``, ``epoch``, ``value``), drawn one line per model; ``curves/terms/``: any
       other metric a model logged (found in ``curves_root/<model>/``, so a new loss term's
@@ -161,7 +179,7 @@ def write_plots(comparison, curves_root, folder, exported=None):
     points = {**comparison, **(exported or {})}  # an exported file sits at its model's FLOPs
     write_json(folder / "accuracy_vs_flops.json",
                [{"model": name, "flops": row["flops"], "accuracy": row["accuracy"]} for name, row in points.items()])
-    plot_accuracy_vs_flops(points, folder / "accuracy_vs_flops.png")
+    plot_accuracy_vs_flops(comparison, folder / "accuracy_vs_flops.png", exported)
     # Every trained model has validation curves (read_curves names a missing one); a pretrained one has none.
     logged = {name: logged_metrics(Path(curves_root) / name)
               | ({"eval/accuracy", "eval/loss"} if not row["architecture"].startswith("file ") else set())
