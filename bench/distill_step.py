@@ -31,7 +31,9 @@ Prints a table and, as its last line, one JSON object of ratios to the plain ste
 """
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import json
 import statistics
 import sys
@@ -186,48 +188,23 @@ def variants(make_teacher, make_student, feature_layers_of, x, y, batch_size):
 
 
 def time_pair(make_teacher, make_student, feature_layers_of, batch_size, rounds, steps):
-    rng = np.random.default_rng(0)
-    n = batch_size * 8
-    x = rng.random((n, 28, 28, 1), dtype=np.float32)
-    y = rng.integers(0, 10, size=n)
+    x, y = random_images(batch_size * 8)
     runs = variants(make_teacher, make_student, feature_layers_of, x, y, batch_size)
-    for model, data in runs.values():  # warm-up: tracing, compilation, caches
-        model.fit(data, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
-    seconds = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, (model, data) in runs.items():
-            start = time.perf_counter()
-            model.fit(data, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
-            seconds[name].append((time.perf_counter() - start) / steps)
-    return {name: statistics.median(times) for name, times in seconds.items()}
+    return round_robin({name: fit_steps(model, data, steps, shuffle=False) for name, (model, data) in runs.items()},
+                       rounds, steps)
 
 
 def time_precisions(rounds, steps):
     """ms per plain training step of seed 002's teacher and student in each precision, round-robin."""
     params = load_params(ROOT / "params.yaml")
-    rng = np.random.default_rng(0)
-    x = rng.random((256 * 8, 28, 28, 1), dtype=np.float32)
-    y = rng.integers(0, 10, size=len(x))
-    data = batches(x, y, batch_size=256, shuffle_seed=0).repeat()
+    data = batches(*random_images(256 * 8), batch_size=256, shuffle_seed=0).repeat()
     runs = {}
     for name in ("teacher", "student"):
         for policy in ("float32", "mixed_bfloat16"):
             keras.config.set_dtype_policy(policy)
-            keras.utils.set_random_seed(0)
-            model = build_model(params.model(name), (28, 28, 1), 10)
-            model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-            runs[(name, policy)] = model
+            runs[(name, policy)] = fit_steps(plain_model(params, name), data, steps)
     keras.config.set_dtype_policy("float32")
-    for model in runs.values():
-        model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
-    seconds = {key: [] for key in runs}
-    for _ in range(rounds):
-        for key, model in runs.items():
-            start = time.perf_counter()
-            model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
-            seconds[key].append((time.perf_counter() - start) / steps)
-    return {key: statistics.median(times) for key, times in seconds.items()}
+    return round_robin(runs, rounds, steps)
 
 
 def time_fit_overhead(rounds, steps):
@@ -235,14 +212,8 @@ def time_fit_overhead(rounds, steps):
     from kd.training import EpochLog
 
     params = load_params(ROOT / "params.yaml")
-    rng = np.random.default_rng(0)
-    x = rng.random((256 * 8, 28, 28, 1), dtype=np.float32)
-    y = rng.integers(0, 10, size=len(x))
-    data = batches(x, y, batch_size=256, shuffle_seed=0).repeat()
-    keras.utils.set_random_seed(0)
-    teacher = build_model(params.model("teacher"), (28, 28, 1), 10)
-    teacher.compile(optimizer=keras.optimizers.Adam(1e-3),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    data = batches(*random_images(256 * 8), batch_size=256, shuffle_seed=0).repeat()
+    teacher = plain_model(params, "teacher")
     optimizer = keras.optimizers.Adam(1e-3)
     optimizer.build(teacher.trainable_variables)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -268,24 +239,51 @@ def time_fit_overhead(rounds, steps):
         def on_epoch_end(self, epoch, logs=None):
             pass
 
-    variants = {
-        "bare tf.function step": bare,
-        "fit, verbose=2": lambda: teacher.fit(data, epochs=1, steps_per_epoch=steps, verbose=2),
-        "fit as kd runs it": lambda: teacher.fit(data, epochs=1, steps_per_epoch=steps, verbose=0,
-                                                 callbacks=[Quiet()]),
-    }
-    import contextlib
-    import io
-
-    for run in variants.values():  # warm-up
-        with contextlib.redirect_stdout(io.StringIO()):
-            run()
-    seconds = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, run in variants.items():
-            start = time.perf_counter()
+    def quietly(run):  # fit(verbose=2) prints a line per batch: time it, do not show it
+        def quiet_run():
             with contextlib.redirect_stdout(io.StringIO()):
                 run()
+        return quiet_run
+
+    return round_robin({
+        "bare tf.function step": quietly(bare),
+        "fit, verbose=2": quietly(lambda: teacher.fit(data, epochs=1, steps_per_epoch=steps, verbose=2)),
+        "fit as kd runs it": quietly(lambda: teacher.fit(data, epochs=1, steps_per_epoch=steps, verbose=0,
+                                                         callbacks=[Quiet()])),
+    }, rounds, steps)
+
+
+def random_images(count):
+    """``count`` seeded random MNIST-shaped images and labels: step timings do not depend on the values."""
+    rng = np.random.default_rng(0)
+    return rng.random((count, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, size=count)
+
+
+def plain_model(params, name):
+    """Model ``name`` of params.yaml, compiled for plain training on hard labels (current dtype policy)."""
+    keras.utils.set_random_seed(0)
+    model = build_model(params.model(name), (28, 28, 1), 10)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def fit_steps(model, data, steps, **options):
+    """A callable that trains ``model`` for ``steps`` steps of ``data`` with Keras's own ``fit``."""
+    return lambda: model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, **options)
+
+
+def round_robin(runs, rounds, steps):
+    """Median seconds per step of each callable in ``runs`` (each does ``steps`` steps): one untimed
+    warm-up call each (tracing, compilation, caches), then ``rounds`` timed calls each, in turn, so
+    drift in the machine's speed hits every variant alike."""
+    for run in runs.values():
+        run()
+    seconds = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
             seconds[name].append((time.perf_counter() - start) / steps)
     return {name: statistics.median(times) for name, times in seconds.items()}
 
