@@ -9,11 +9,11 @@ each model's test accuracy and errors where they differ, so a sweep reads at a g
 """
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from dvc_env import dvc_environment  # tools/, beside this script
 
 METRICS = ("accuracy", "errors")
 
@@ -79,11 +79,8 @@ def _cell(value, digits=None):
 
 
 def main():
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    if shutil.which("dvc", path=path) is None:
-        sys.exit("error: dvc is not installed in this environment: run `make exp`, or activate .venv first")
     result = subprocess.run(["dvc", "exp", "show", "--json"], text=True, capture_output=True,
-                            env={**os.environ, "PATH": path})
+                            env=dvc_environment("exp"))
     if result.returncode != 0:
         sys.exit(f"error: `dvc exp show --json` failed: {result.stderr.strip()}")
     rows = rows_of(json.loads(result.stdout))

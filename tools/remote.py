@@ -9,19 +9,15 @@ as one line naming the remote; a failed transfer leaves the local cache as it wa
     python tools/remote.py push | pull
 """
 
-import os
 import re
-import shutil
 import subprocess
 import sys
-from pathlib import Path
+
+from dvc_env import dvc_environment  # tools/, beside this script
 
 
 def dvc(*args):
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    if shutil.which("dvc", path=path) is None:
-        sys.exit("error: dvc is not installed in this environment: run `make push`, or activate .venv first")
-    return subprocess.run(["dvc", *args], text=True, capture_output=True, env={**os.environ, "PATH": path})
+    return subprocess.run(["dvc", *args], text=True, capture_output=True, env=dvc_environment(sys.argv[1]))
 
 
 def reason(output):

@@ -14,8 +14,6 @@ to ``reports/seeds/<config>.md`` and ``.json`` (see :mod:`kd.seeds`).
 
 import argparse
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +25,8 @@ from kd.comparison import compare  # noqa: E402
 from kd.errors import KdError, run_stage  # noqa: E402
 from kd.params import parse_params  # noqa: E402
 from kd.seeds import markdown, summarise  # noqa: E402
+
+from dvc_env import dvc_environment  # noqa: E402  (tools/, beside this script)
 
 
 def overrides(config):
@@ -44,9 +44,7 @@ def overrides(config):
 def dvc(*args, capture=False):
     """Run DVC with this Python's environment (the project's .venv) first on PATH: DVC's queue
     workers start `dvc`, and the stages `python`, from PATH."""
-    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    if shutil.which("dvc", path=environment["PATH"]) is None:
-        raise KdError("dvc is not installed in this environment: run `make seeds`, or activate .venv first")
+    environment = dvc_environment("seeds")
     result = subprocess.run(["dvc", *args], text=True, capture_output=capture, env=environment)
     if result.returncode != 0:
         raise KdError(f"`dvc {' '.join(args)}` failed" + (f": {result.stderr.strip()}" if capture else ""))
