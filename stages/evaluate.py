@@ -26,7 +26,7 @@ from kd.params import load_params  # noqa: E402
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", default="data", help="folder with test.npz")
+    parser.add_argument("--data", default="data", help="folder with the test/ split")
     parser.add_argument("--models", default="models", help="folder of model files")
     parser.add_argument("--curves", default="dvclive", help="folder of per-model DVCLive curves")
     parser.add_argument("--logits", default="logits", help="folder of training-set logits (pruned only)")
@@ -50,14 +50,14 @@ def main(argv=None):
     from kd.profiling import machine, measure_latency, profile
     from kd.provenance import provenance, write_timing
     from kd.pruning import remove_stale
-    from kd.training import predict_logits
+    from kd.batches import predict_logits
 
     models_dir, metrics_dir, plots_dir = Path(args.models), Path(args.metrics), Path(args.plots)
     for path in remove_stale(params, args.models, args.logits, args.curves, args.timings, args.exported):
         print(f"removed {path}: its model or export is no longer in params.yaml")
-    test = load_split(Path(args.data) / "test.npz")
-    check_models(params, test.x.shape[1:], test.num_classes)  # every model, before any work
-    x_test = test.inputs
+    test = load_split(Path(args.data) / "test")
+    check_models(params, test.image_shape, test.num_classes)  # every model, before any work
+    x_test = test.images  # read a batch at a time
     paths = {name: models_dir / f"{name}.keras" for name in params.models}
     models = {name: load_model(path, f"model {name!r}") for name, path in paths.items()}
     logits = {name: predict_logits(model, x_test) for name, model in models.items()}

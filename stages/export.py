@@ -22,7 +22,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("model", help="model name, one of export.models in params.yaml")
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", default="data", help="folder with train.npz (the representative images)")
+    parser.add_argument("--data", default="data", help="folder with the train/ split (the representative images)")
     parser.add_argument("--models", default="models", help="folder of model files")
     parser.add_argument("--out", default="exported", help="folder for <model>/")
     parser.add_argument("--timings", default="timings", help="folder for <stage>.json with the wall time")
@@ -39,12 +39,12 @@ def main(argv=None):
     from kd.models import check_models
     from kd.provenance import write_timing
 
-    train = load_split(Path(args.data) / "train.npz")
-    check_models(params, train.x.shape[1:], train.num_classes)  # every model, before any work
+    train = load_split(Path(args.data) / "train")
+    check_models(params, train.image_shape, train.num_classes)  # every model, before any work
     model = load_model(Path(args.models) / f"{args.model}.keras", f"model {args.model!r}")
     count = min(params.export.representative_images, len(train))
     chosen = np.sort(np.random.default_rng(params.seed).permutation(len(train))[:count])
-    representative = train.inputs[chosen]
+    representative = train.images[chosen]
     with atomic_directory(Path(args.out) / args.model) as folder:  # all three files, or none
         export_saved_model(model, folder / "saved_model")
         write_tflite(folder / "float32.tflite", convert_tflite(folder / "saved_model", name=args.model))

@@ -1,6 +1,8 @@
-"""Stage prepare: read the data source, carve the validation split, write data/{train,validation,test}.npz."""
+"""Stage prepare: read the data source, carve the validation split, write data/{train,validation,test}/."""
 
 import argparse
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,12 +25,17 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
-    dataset = read_source(params.data, params.seed)
-    splits = split(dataset, params.data.validation_fraction, params.data.limit, params.seed, params.data.num_classes)
-    check_models(params, splits["train"].x.shape[1:], splits["train"].num_classes)  # every model, before any work
-    write_splits(splits, args.out)
+    decoding = Path(args.out) / f".decoding-{os.getpid()}"  # an image folder's decoded images, until split
+    try:
+        dataset = read_source(params.data, params.seed, folder_for_decoding=decoding)
+        splits = split(dataset, params.data.validation_fraction, params.data.limit, params.seed,
+                       params.data.num_classes)
+        check_models(params, splits["train"].image_shape, splits["train"].num_classes)  # every model, before any work
+        write_splits(splits, args.out)
+    finally:
+        shutil.rmtree(decoding, ignore_errors=True)
     for name, part in splits.items():
-        print(f"{name}: {len(part)} images of shape {part.x.shape[1:]}, {part.num_classes} classes")
+        print(f"{name}: {len(part)} images of shape {part.image_shape}, {part.num_classes} classes")
     write_timing(Path(args.timings) / "prepare.json", STARTED)
 
 

@@ -22,7 +22,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("model", help="model name, a key of pretrained: in params.yaml")
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", default="data", help="folder with train.npz")
+    parser.add_argument("--data", default="data", help="folder with the train/ split")
     parser.add_argument("--models", default="models", help="folder of model files")
     parser.add_argument("--logits", default="logits", help="folder of training-set logits")
     parser.add_argument("--timings", default="timings", help="folder for <stage>.json with the wall time")
@@ -32,21 +32,21 @@ def main(argv=None):
     spec = params.model(args.model)
     if spec.pretrained is None:
         raise ParamsError(f"model {args.model!r} is not in pretrained: (it is trained by stage {spec.stage})")
-    from kd.artifacts import save_array, save_model
+    from kd.artifacts import save_model
+    from kd.batches import write_logits
     from kd.data import load_split
     from kd.models import check_models
     from kd.pretrained import load_pretrained
     from kd.provenance import write_timing
-    from kd.training import predict_logits
 
-    train = load_split(Path(args.data) / "train.npz")
-    check_models(params, train.x.shape[1:], train.num_classes)  # every model, before any work
-    model = load_pretrained(spec, train.x.shape[1:], train.num_classes)
+    train = load_split(Path(args.data) / "train")
+    check_models(params, train.image_shape, train.num_classes)  # every model, before any work
+    model = load_pretrained(spec, train.image_shape, train.num_classes)
     print(f"{spec.name}: {spec.pretrained.path}, {model.count_params():,} parameters, outputs "
           f"{spec.pretrained.outputs}" + (" (final softmax removed: logits)" if spec.pretrained.outputs == "probabilities"
                                            else ""))
     save_model(model, Path(args.models) / f"{spec.name}.keras")
-    save_array(Path(args.logits) / f"{spec.name}.npy", predict_logits(model, train.inputs))
+    write_logits(model, train.images, Path(args.logits) / f"{spec.name}.npy")
     write_timing(Path(args.timings) / f"{spec.stage}.json", STARTED)
 
 

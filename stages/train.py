@@ -24,7 +24,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("model", help="model name, a key of train: or distill: in params.yaml")
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", default="data", help="folder with train.npz and validation.npz")
+    parser.add_argument("--data", default="data", help="folder with the train/ and validation/ splits")
     parser.add_argument("--models", default="models", help="folder of model files")
     parser.add_argument("--logits", default="logits", help="folder of training-set logits")
     parser.add_argument("--curves", default="dvclive", help="folder of per-model DVCLive curves")
@@ -40,24 +40,25 @@ def main(argv=None):
 
         multi_worker_strategy()
     # Heavy imports only once params are known to be good.
-    from kd.artifacts import atomic_directory, save_array, save_model, write_json
+    from kd.artifacts import atomic_directory, save_model, write_json
+    from kd.batches import write_logits
     from kd.data import load_split
     from kd.models import build_model, check_models, float32_copy
     from kd.devices import is_chief
     from kd.provenance import write_timing
     from kd.teachers import describe, load_teachers
-    from kd.training import fit, predict_logits, seed_everything, training_scope
+    from kd.training import fit, seed_everything, training_scope
 
     models, logits = Path(args.models), Path(args.logits)
-    train, validation = load_split(Path(args.data) / "train.npz"), load_split(Path(args.data) / "validation.npz")
-    check_models(params, train.x.shape[1:], train.num_classes)  # every model, before any work
+    train, validation = load_split(Path(args.data) / "train"), load_split(Path(args.data) / "validation")
+    check_models(params, train.image_shape, train.num_classes)  # every model, before any work
     augmentation = ", ".join(layer["class_name"] for layer in spec.augmentation) or "none"
     if spec.teacher is None:
         print(f"{spec.name}: training on hard labels; augmentation: {augmentation}")
 
     def train_model(curves):
         with training_scope(spec) as setup:
-            model = build_model(spec, train.x.shape[1:], train.num_classes)
+            model = build_model(spec, train.image_shape, train.num_classes)
             model.summary()
             teachers = None
             if spec.distillation is not None:
@@ -78,7 +79,7 @@ def main(argv=None):
         write_json(curves / "training.json", setup)  # read by evaluate into the model's metrics
         model = float32_copy(model, spec)  # trained under a mixed policy, served in float32
         save_model(model, models / f"{spec.name}.keras")
-        save_array(logits / f"{spec.name}.npy", predict_logits(model, train.inputs))
+        write_logits(model, train.images, logits / f"{spec.name}.npy")
     write_timing(Path(args.timings) / f"{spec.stage}.json", STARTED)
 
 

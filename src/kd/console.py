@@ -71,3 +71,38 @@ def flush():
     _state["thread"].join(timeout=5)
     os.close(_state["original"])
     _state.clear()
+
+
+class Progress:
+    """A line every ``every`` seconds of long work: done of total, the rate and the time left.
+
+    For a log that DVC shows as it comes: one line per interval, never one per item; nothing
+    at all for work that ends within the first interval.
+    """
+
+    def __init__(self, what, total, unit, every=10.0, clock=None):
+        import time
+
+        self.clock = clock or time.perf_counter
+        self.what, self.total, self.unit, self.every = what, total, unit, every
+        self.started = self.last = self.clock()
+
+    def update(self, done):
+        now = self.clock()
+        if now - self.last < self.every or done <= 0:
+            return
+        self.last = now
+        rate = done / (now - self.started)
+        left = (self.total - done) / rate if rate > 0 else float("inf")
+        print(f"{self.what}: {done:,} of {self.total:,} {self.unit} ({rate:,.0f}/s, {_duration(left)} left)",
+              flush=True)
+
+    def seconds(self):
+        return self.clock() - self.started
+
+
+def _duration(seconds):
+    if seconds == float("inf"):
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"

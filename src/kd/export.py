@@ -355,7 +355,7 @@ def predict_tflite(interpreter, batch_size, x):
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
     outputs = []
     for start in range(0, len(x), batch_size):
-        chunk = x[start : start + batch_size]
+        chunk = np.asarray(x[start : start + batch_size], np.float32)
         count = len(chunk)
         if count < batch_size:  # pad the last batch rather than reallocate
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - count, axis=0)])
@@ -392,6 +392,8 @@ def measure_tflite_latency(model, sample, warmup=20, repeats=200, num_threads=No
 def evaluate_tflite(path, x, y, reference_logits=None, *, warmup=20, repeats=200, batch_size=256, num_threads=None):
     """Test metrics of the TFLite file at ``path`` on images ``x`` with integer labels ``y``.
 
+    ``x`` is a float32 array or a split's :class:`kd.data.Images` (read a batch at a time).
+
     Returns :func:`kd.evaluation.test_metrics` (``accuracy``, ``loss``, ``errors``,
     ``examples``, and ``agreement``: top-1 agreement with ``reference_logits``, e.g. the
     Keras model's), plus ``size_bytes``, ``latency_ms_batch1``, ``input_dtype`` and
@@ -400,7 +402,6 @@ def evaluate_tflite(path, x, y, reference_logits=None, *, warmup=20, repeats=200
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"TFLite file {path} is missing; convert the model first")
-    x = np.asarray(x, dtype=np.float32)
     y = np.asarray(y)
     interpreter, used_batch = prepare(path, batch_size, num_threads, what=path)
     (inp,) = interpreter.get_input_details()

@@ -1,8 +1,8 @@
 """Where a distilled model's teachers come from: one place, chosen from its loss and augmentation.
 
 - *cached*: each teacher's logits on the training split (``logits/<teacher>.npy``), written
-  once by the teacher's own stage and shuffled together with the labels, so a distillation
-  step costs what a plain step costs. Valid when the student sees exactly the images the
+  once by the teacher's own stage and read from disk row for row with each batch of images
+  (:mod:`kd.batches`), so a distillation step costs what a plain step costs. Valid when the student sees exactly the images the
   logits were computed on (no augmentation) and its loss needs nothing but logits.
 - *online*: the teacher models (``models/<teacher>.keras``) run on every batch, after the
   augmentation, in inference mode and outside the gradient tape, as feature extractors that
@@ -57,7 +57,8 @@ def load_teachers(spec, models_dir, logits_dir, num_train, num_classes):
     Online teachers are loaded as Keras models; call this inside
     :func:`kd.training.training_scope` so their variables live where training runs.
     """
-    from kd.artifacts import load_array, load_model
+    from kd.artifacts import load_model
+    from kd.rows import NpyRows
 
     distillation = spec.distillation
     names = [name for name, _ in distillation.teachers]
@@ -65,14 +66,15 @@ def load_teachers(spec, models_dir, logits_dir, num_train, num_classes):
     if not spec.augmentation and not feature_terms:
         logits = []
         for name in names:
-            array = load_array(Path(logits_dir) / f"{name}.npy", f"logits of teacher {name!r}")
-            if array.shape != (num_train, num_classes):
+            rows = NpyRows(Path(logits_dir) / f"{name}.npy", f"logits of teacher {name!r}",
+                           "run the stage that writes it")
+            if rows.shape != (num_train, num_classes) or rows.dtype != np.float32:
                 raise ArtifactError(
-                    f"logits of teacher {name!r} have shape {array.shape}; expected {(num_train, num_classes)} "
-                    "(one row per training image, one column per class). Were they computed on another "
-                    "version of data/train.npz? Rerun its stage."
+                    f"logits of teacher {name!r} have shape {rows.shape} ({rows.dtype}); expected "
+                    f"{(num_train, num_classes)} (float32; one row per training image, one column per class). "
+                    "Were they computed on another version of data/train/? Rerun its stage."
                 )
-            logits.append(array.astype(np.float32))
+            logits.append(rows)
         return Teachers(names, logits=logits, reason="its cached logits")
 
     why = []

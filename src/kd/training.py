@@ -19,13 +19,12 @@ import keras
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
+from kd.batches import PREDICT_BATCH_SIZE, training_batches
 from kd.devices import precision_policy, strategy_for
 from kd.errors import TrainingError, deferred_termination, termination_requested
 from kd.losses import Objective, hard_label_loss
 from kd.models import build_augmentation, build_optimizer
 from kd.teachers import feature_layers, outputs_of
-
-PREDICT_BATCH_SIZE = 1024
 
 
 def seed_everything(seed):
@@ -217,15 +216,37 @@ class StopOnTermination(keras.callbacks.Callback):
 
 
 class EpochLog(keras.callbacks.Callback):
-    """One line per epoch, as Keras's ``verbose=2`` prints it, without Keras's per-batch progress bar.
+    """One line per epoch, as Keras's ``verbose=2`` prints it, without Keras's per-batch progress bar;
+    within an epoch longer than ``LONG_EPOCH`` seconds, a progress line at most every ``EVERY`` seconds.
 
     The progress bar takes every batch's logs, which makes Keras wait for each step to finish
-    before it dispatches the next; this reads the logs once per epoch.
+    before it dispatches the next. This reads the logs once per epoch; its per-batch hook reads
+    none and only looks at the clock, so Keras may run it off the training thread (``async_safe``).
     """
 
+    async_safe = True
+    EVERY = 10.0
+    LONG_EPOCH = 30.0
+
+    def __init__(self, batch_size):
+        super().__init__()
+        self.batch_size = batch_size
+
     def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
+        self.started = self.last = time.perf_counter()
         print(f"Epoch {epoch + 1}/{self.params['epochs']}", flush=True)
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        steps = self.params.get("steps") or 0
+        if now - self.last < self.EVERY or not steps:
+            return
+        elapsed, done = now - self.started, batch + 1
+        if elapsed / done * steps < self.LONG_EPOCH:
+            return
+        self.last = now
+        print(f"  step {done}/{steps} - {done * self.batch_size / elapsed:,.0f} images/s - "
+              f"{elapsed / done * (steps - done):.0f} s left in the epoch", flush=True)
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self.started
@@ -247,22 +268,23 @@ def fit(model, spec, train, validation, seed, teachers=None, curves_dir=None):
     for a distilled model ``train/hard_loss``, ``train/soft_loss`` and the objective's parts).
     """
     objective = Objective(spec.distillation, seed) if spec.distillation is not None else None
-    callbacks = [EpochLog(), StopOnNonFiniteLoss(spec.name), StopOnTermination()]
+    callbacks = [EpochLog(spec.batch_size), StopOnNonFiniteLoss(spec.name), StopOnTermination()]
     if spec.keep == "best":
         callbacks.append(KeepBestEpoch(spec.name))
     if curves_dir is not None:
         # dvc.yaml declares the plots itself, and `dvc repro` owns the experiment.
         callbacks.append(DVCLiveCallback(live=Live(str(curves_dir), dvcyaml=False, save_dvc_exp=False)))
-    augment = build_augmentation(spec, train.x.shape[1:], seed)
+    augment = build_augmentation(spec, train.image_shape, seed)
     trainer = DistillationTrainer(model, objective, teachers=teachers, augment=augment)
     if trainer.epoch is not None:
         callbacks.append(CountEpochs())
     trainer.compile(optimizer=build_optimizer(spec, steps_per_epoch=math.ceil(len(train) / spec.batch_size)))
     columns = teachers.dataset_columns if teachers is not None else ()
+    strategy = tf.distribute.get_strategy()
     with deferred_termination():  # a SIGTERM stops training between batches, then raises
         history = trainer.fit(
-            batches(train.inputs, train.y, *columns, batch_size=spec.batch_size, shuffle_seed=seed),
-            validation_data=batches(validation.inputs, validation.y, batch_size=PREDICT_BATCH_SIZE),
+            training_batches(train, columns, batch_size=spec.batch_size, shuffle_seed=seed, strategy=strategy),
+            validation_data=training_batches(validation, batch_size=PREDICT_BATCH_SIZE, strategy=strategy),
             epochs=spec.epochs,
             shuffle=False,  # the pipeline above shuffles, seeded
             callbacks=callbacks,
@@ -290,26 +312,3 @@ def training_scope(spec):
             yield {"precision": policy, "chosen_by": reason, "replicas": strategy.num_replicas_in_sync}
     finally:
         keras.config.set_dtype_policy(previous)
-
-
-def batches(x, *targets, batch_size, shuffle_seed=None):
-    """A ``tf.data`` pipeline of ``(x, targets)`` batches from in-memory arrays.
-
-    Shuffling permutes indices (seeded, reshuffled each epoch) and gathers whole batches,
-    which is cheaper than shuffling the images themselves.
-    """
-    tensors = [tf.constant(x)] + [tf.constant(t) for t in targets]
-    indices = tf.data.Dataset.range(len(x))
-    if shuffle_seed is not None:
-        indices = indices.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
-
-    def gather(index):
-        x_batch, *target_batches = (tf.gather(t, index) for t in tensors)
-        return x_batch, (target_batches[0] if len(target_batches) == 1 else tuple(target_batches))
-
-    return indices.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-def predict_logits(model, x):
-    """The model's logits on ``x`` in inference mode, as float32."""
-    return np.asarray(model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=0), dtype=np.float32)

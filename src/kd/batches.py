@@ -1,0 +1,105 @@
+"""Batches of a prepared split, as every reader takes them: read from disk, converted per batch, prefetched.
+
+The one data path of kd. Training (shuffled each epoch, seeded), validation each epoch, the
+logits a training stage writes, evaluate's test metrics and export's representative images
+all read :class:`kd.data.Split` rows a batch at a time (positioned reads of
+``data/<split>/x.npy``, see :mod:`kd.rows`) and convert them to float32 inputs per batch,
+beside the target columns (labels, teachers' cached logits, read the same way), row for row.
+Memory is bounded by the batches in flight, whatever the size of the data set.
+
+The order of the training rows is TensorFlow's seeded shuffle of the row indices, reshuffled
+each epoch (``Dataset.range(n).shuffle(n, seed)``): what kd has always used, so models trained
+before streaming came in are byte-identical to those trained now. Under ``multi_worker`` each
+worker reads only its own share of each global batch.
+"""
+
+import numpy as np
+
+PREDICT_BATCH_SIZE = 1024
+
+
+def training_batches(split, columns=(), *, batch_size, shuffle_seed=None, strategy=None):
+    """``(x, targets)`` batches of ``split`` for Keras's ``fit``: a ``tf.data`` pipeline, or under a
+    ``MultiWorkerMirroredStrategy`` a distributed one where each worker reads its own share.
+
+    ``targets`` is the labels, or ``(labels, *columns)`` when ``columns`` (arrays or
+    :class:`kd.rows.NpyRows` with one row per image, e.g. teachers' logits) are given.
+    """
+    import tensorflow as tf
+
+    def pipeline(replica=0, replicas=1):
+        return _pipeline(split, columns, batch_size, shuffle_seed, replica, replicas)
+
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        def per_worker(context):
+            return pipeline(context.input_pipeline_id, context.num_input_pipelines)
+
+        return strategy.distribute_datasets_from_function(per_worker)
+    return pipeline()
+
+
+def _pipeline(split, columns, batch_size, shuffle_seed, worker, workers):
+    import tensorflow as tf
+
+    count = len(split)
+    indices = tf.data.Dataset.range(count)
+    if shuffle_seed is not None:
+        indices = indices.shuffle(count, seed=shuffle_seed, reshuffle_each_iteration=True)
+    indices = indices.batch(batch_size)
+    if workers > 1:  # this worker's rows of each global batch: the same shuffle on every worker
+        def share(batch):
+            size = tf.shape(batch, out_type=tf.int64)[0]
+            return batch[size * worker // workers:size * (worker + 1) // workers]
+
+        indices = indices.map(share)
+    arrays = (split.y, *columns)
+    dtypes = [tf.float32] + [tf.as_dtype(array.dtype) for array in arrays]
+
+    def read(rows):
+        return [split.images[rows]] + [np.asarray(array[rows]) for array in arrays]
+
+    def gather(rows):
+        x, *targets = tf.numpy_function(read, [rows], dtypes, stateful=False)
+        x.set_shape((None,) + tuple(split.image_shape))
+        for target, array in zip(targets, arrays, strict=True):
+            target.set_shape((None,) + tuple(array.shape[1:]))
+        return x, (targets[0] if len(targets) == 1 else tuple(targets))
+
+    return indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def predict_batches(model, images, batch_size=PREDICT_BATCH_SIZE):
+    """The model's float32 logits on ``images`` (a split's :class:`kd.data.Images`, or an array), in
+    order, one batch at a time, in inference mode; the next batch is read while the model runs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    count = len(images)
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending = reader.submit(images.__getitem__, slice(0, batch_size)) if count else None
+        for start in range(0, count, batch_size):
+            x = pending.result()
+            following = start + batch_size
+            pending = reader.submit(images.__getitem__, slice(following, following + batch_size)) \
+                if following < count else None
+            yield np.asarray(model.predict_on_batch(x), dtype=np.float32)
+
+
+def predict_logits(model, images, batch_size=PREDICT_BATCH_SIZE):
+    """The model's float32 logits on every image of ``images``, as one array (a test set)."""
+    blocks = list(predict_batches(model, images, batch_size))
+    return np.concatenate(blocks) if blocks else np.zeros((0, model.outputs[0].shape[-1]), np.float32)
+
+
+def write_logits(model, images, path):
+    """Write the model's logits on ``images`` to ``path`` (``.npy``) as they are computed, atomically.
+
+    The bytes are those of ``numpy.save`` of the whole array, which is never in memory.
+    """
+    from kd.artifacts import atomic_path
+    from kd.rows import NpyWriter
+
+    with atomic_path(path) as temporary, open(temporary, "wb") as file:
+        writer = NpyWriter(file, (len(images), model.outputs[0].shape[-1]), np.float32)
+        for block in predict_batches(model, images):
+            writer.write(block)
+        writer.close()
