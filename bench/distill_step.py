@@ -23,6 +23,10 @@ around its step: a bare compiled step, Keras `fit` with its per-batch progress b
 which fetches every batch's logs before dispatching the next), and `fit` as kd runs it (one log
 line per epoch, so batches are dispatched without waiting).
 
+Then the data path (seed 002's pair, batch 256, 54,000 uint8 MNIST-sized images): the teacher's
+plain step and kd's distillation step fed from a split on disk (kd's streaming path) and from the
+same images held in memory as one float32 tensor (how kd fed them before streaming).
+
 Variants are timed round-robin (so drift in the machine's speed hits all of them alike),
 after warm-up; each round times a block of steps and the median round is reported.
 Prints a table and, as its last line, one JSON object of ratios to the plain step.
@@ -37,6 +41,7 @@ import io
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,14 +53,17 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import yaml  # noqa: E402
 
+from kd.batches import training_batches  # noqa: E402
+from kd.data import save_split  # noqa: E402
 from kd.losses import Objective, parse_loss  # noqa: E402
 from kd.params import Distillation, load_params  # noqa: E402
 from kd.models import build_augmentation, build_model  # noqa: E402
 from kd.profiling import machine  # noqa: E402
 from kd.teachers import Teachers, feature_layers  # noqa: E402
-from kd.training import DistillationTrainer, batches  # noqa: E402
+from kd.training import DistillationTrainer  # noqa: E402
 
 TEMPERATURE, SOFT_TARGET_WEIGHT = 4.0, 0.5
+SCRATCH = tempfile.TemporaryDirectory(prefix="kd-bench-")  # the splits the variants read, removed at exit
 AUGMENTATION = tuple(yaml.safe_load((ROOT / "params.yaml").read_text())["augmentations"]["jitter"])
 
 
@@ -153,8 +161,9 @@ def variants(make_teacher, make_student, feature_layers_of, x, y, batch_size):
 
     jitter = load_params(ROOT / "params.yaml").model("student")
     jitter = dataclasses.replace(jitter, augmentation=AUGMENTATION)
-    hard = batches(x, y, batch_size=batch_size, shuffle_seed=0).repeat()
-    soft = batches(x, y, teacher_logits, batch_size=batch_size, shuffle_seed=0).repeat()
+    split = split_of(x, y)
+    hard = training_batches(split, batch_size=batch_size, shuffle_seed=0).repeat()
+    soft = training_batches(split, [teacher_logits], batch_size=batch_size, shuffle_seed=0).repeat()
     runs = {
         "plain": (plain, hard),
         "ours": (ours(), soft),
@@ -197,7 +206,7 @@ def time_pair(make_teacher, make_student, feature_layers_of, batch_size, rounds,
 def time_precisions(rounds, steps):
     """ms per plain training step of seed 002's teacher and student in each precision, round-robin."""
     params = load_params(ROOT / "params.yaml")
-    data = batches(*random_images(256 * 8), batch_size=256, shuffle_seed=0).repeat()
+    data = training_batches(split_of(*random_images(256 * 8)), batch_size=256, shuffle_seed=0).repeat()
     runs = {}
     for name in ("teacher", "student"):
         for policy in ("float32", "mixed_bfloat16"):
@@ -212,7 +221,7 @@ def time_fit_overhead(rounds, steps):
     from kd.training import EpochLog
 
     params = load_params(ROOT / "params.yaml")
-    data = batches(*random_images(256 * 8), batch_size=256, shuffle_seed=0).repeat()
+    data = training_batches(split_of(*random_images(256 * 8)), batch_size=256, shuffle_seed=0).repeat()
     teacher = plain_model(params, "teacher")
     optimizer = keras.optimizers.Adam(1e-3)
     optimizer.build(teacher.trainable_variables)
@@ -251,6 +260,52 @@ def time_fit_overhead(rounds, steps):
         "fit as kd runs it": quietly(lambda: teacher.fit(data, epochs=1, steps_per_epoch=steps, verbose=0,
                                                          callbacks=[Quiet()])),
     }, rounds, steps)
+
+
+def time_data_path(rounds, steps):
+    """ms per step of the teacher's plain step and kd's distillation step (seed 002's pair, batch 256),
+    fed from a split on disk (kd's path) and from the same images in memory (the reference)."""
+    rng = np.random.default_rng(0)
+    pixels, labels = rng.integers(0, 256, (54000, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 54000)
+    split = split_of(pixels, labels)
+    logits = rng.normal(size=(54000, 10)).astype(np.float32)
+    params = load_params(ROOT / "params.yaml")
+
+    def in_memory(*targets):  # kd's feed before streaming: a float32 constant, gathered per shuffled batch
+        tensors = [tf.constant(pixels.astype(np.float32) / 255.0)] + [tf.constant(t) for t in targets]
+
+        def gather(index):
+            x_batch, *rest = (tf.gather(t, index) for t in tensors)
+            return x_batch, (rest[0] if len(rest) == 1 else tuple(rest))
+
+        return (tf.data.Dataset.range(54000).shuffle(54000, seed=0, reshuffle_each_iteration=True).batch(256)
+                .map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE).repeat())
+
+    def distiller():
+        keras.utils.set_random_seed(0)
+        objective = Objective(Distillation("teacher", TEMPERATURE, SOFT_TARGET_WEIGHT, parse_loss("hinton", "bench", TEMPERATURE),
+                                           (("teacher", 1.0),)))
+        trainer = DistillationTrainer(build_model(params.model("student"), (28, 28, 1), 10), objective,
+                                      Teachers(["teacher"], logits=[logits]))
+        trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
+        return trainer
+
+    teacher_streamed, teacher_in_memory = plain_model(params, "teacher"), plain_model(params, "teacher")
+    student_streamed, student_in_memory = distiller(), distiller()
+    return round_robin({
+        "teacher, streamed": fit_steps(teacher_streamed, training_batches(split, batch_size=256, shuffle_seed=0).repeat(),
+                                       steps),
+        "teacher, in memory": fit_steps(teacher_in_memory, in_memory(labels), steps),
+        "student kd, streamed": fit_steps(student_streamed, training_batches(split, [logits], batch_size=256,
+                                                                             shuffle_seed=0).repeat(), steps),
+        "student kd, in memory": fit_steps(student_in_memory, in_memory(labels, logits), steps),
+    }, rounds, steps)
+
+
+def split_of(x, y):
+    """``x`` and ``y`` written as a split in the bench's scratch folder, opened for reading."""
+    folder = Path(SCRATCH.name) / f"split{len(list(Path(SCRATCH.name).iterdir()))}"
+    return save_split(folder, x, y, int(np.max(y)) + 1)
 
 
 def random_images(count):
@@ -296,10 +351,14 @@ def cpu_bf16_flags(cpuinfo="/proc/cpuinfo"):
     return [flag for flag in ("amx_bf16", "avx512_bf16") if flag in flags]
 
 
+SECTIONS = ("pairs", "precision", "fit", "data")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7, help="timed blocks per variant (median reported)")
     parser.add_argument("--steps", type=int, default=20, help="training steps per timed block")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS, help="the sections to time")
     args = parser.parse_args()
 
     pairs = {
@@ -309,24 +368,48 @@ def main():
     ratios = {}
     print(f"machine: {machine()['cpu']}, {machine()['cores']} cores, TensorFlow {tf.__version__}, "
           f"Keras {keras.__version__}; {args.rounds} rounds of {args.steps} steps per variant")
-    print(f"{'pair':8} {'variant':19} {'ms/step':>9} {'ratio':>7}")
     for pair, (make_teacher, make_student, layers, batch_size) in pairs.items():
+        if "pairs" not in args.only:
+            break
+        if pair == "seed002":
+            print(f"{'pair':8} {'variant':19} {'ms/step':>9} {'ratio':>7}")
         per_step = time_pair(make_teacher, make_student, layers, batch_size, args.rounds, args.steps)
         ratios[pair] = {name: round(t / per_step["plain"], 2) for name, t in per_step.items() if name != "plain"}
         for name, t in per_step.items():
             print(f"{pair:8} {name:19} {1000 * t:9.2f} {t / per_step['plain']:7.2f}")
+    if "precision" in args.only:
+        time_and_print_precisions(args, ratios)
+    if "fit" in args.only:
+        time_and_print_fit_overhead(args, ratios)
+    if "data" in args.only:
+        time_and_print_data_path(args, ratios)
+    print(json.dumps(ratios))
+
+
+def time_and_print_precisions(args, ratios):
     print(f"precision (plain steps, seed 002 models, batch 256); CPU bf16 flags: {' '.join(cpu_bf16_flags()) or 'none'}")
     per_step = time_precisions(args.rounds, args.steps)
     for (name, policy), t in per_step.items():
         ratio = t / per_step[(name, "float32")]
         print(f"{name:8} {policy:19} {1000 * t:9.2f} {ratio:7.2f}")
         ratios.setdefault("precision", {})[f"{name}_{policy}_ms"] = round(1000 * t, 2)
+
+
+def time_and_print_fit_overhead(args, ratios):
     print("teacher step, float32, batch 256: where the time goes around it")
     per_step = time_fit_overhead(args.rounds, args.steps)
     for name, t in per_step.items():
         print(f"{name:28} {1000 * t:9.2f} {t / per_step['bare tf.function step']:7.2f}")
         ratios.setdefault("fit_overhead_ms", {})[name] = round(1000 * t, 2)
-    print(json.dumps(ratios))
+
+
+def time_and_print_data_path(args, ratios):
+    print("data path: seed 002's pair, batch 256, 54,000 uint8 images on disk vs the same in memory")
+    per_step = time_data_path(args.rounds, args.steps)
+    for name, t in per_step.items():
+        reference = per_step[name.split(",")[0] + ", in memory"]
+        print(f"{name:28} {1000 * t:9.2f} {t / reference:7.2f}")
+        ratios.setdefault("data_path_ms", {})[name] = round(1000 * t, 2)
 
 
 if __name__ == "__main__":

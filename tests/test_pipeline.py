@@ -75,7 +75,7 @@ def test_pipeline_end_to_end(repo):
     assert stages_run(first) == sorted(expected_stages + ["evaluate"])
 
     for split in ("train", "validation", "test"):
-        assert (repo / "data" / f"{split}.npz").is_file()
+        assert (repo / "data" / split / "x.npy").is_file()
     comparison = json.loads((repo / "reports" / "comparison.json").read_text())["models"]
     for model in MODELS:
         assert (repo / "models" / f"{model}.keras").is_file()

@@ -15,7 +15,10 @@ worker reads only its own share of each global batch.
 
 import numpy as np
 
-PREDICT_BATCH_SIZE = 1024
+PREDICT_BATCH_SIZE = 1024  # images per batch where no gradients are kept: validation, logits, test sets
+PREDICT_BATCH_BYTES = 16 << 20  # ... and at most this much float32 input per batch (large images)
+PARALLEL_READS = 2  # batches read and converted at once
+PREFETCH = 2  # batches ready ahead of the step
 
 
 def training_batches(split, columns=(), *, batch_size, shuffle_seed=None, strategy=None):
@@ -65,14 +68,24 @@ def _pipeline(split, columns, batch_size, shuffle_seed, worker, workers):
             target.set_shape((None,) + tuple(array.shape[1:]))
         return x, (targets[0] if len(targets) == 1 else tuple(targets))
 
-    return indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    # A fixed number of batches in flight: tf.data's autotuned buffers grow with the epoch (they may
+    # take up to half the machine's memory), which made a stage's memory follow the data set's size.
+    return indices.map(gather, num_parallel_calls=PARALLEL_READS).prefetch(PREFETCH)
 
 
-def predict_batches(model, images, batch_size=PREDICT_BATCH_SIZE):
+def predict_batch_size(image_shape):
+    """Images per inference batch: ``PREDICT_BATCH_SIZE``, fewer where that would exceed
+    ``PREDICT_BATCH_BYTES`` of float32 input (1,024 MNIST images are 3 MB; 1,024 RGB images of
+    224×224 would be 616 MB, several times over as they are read, converted and run)."""
+    return max(1, min(PREDICT_BATCH_SIZE, PREDICT_BATCH_BYTES // (4 * int(np.prod(image_shape)))))
+
+
+def predict_batches(model, images, batch_size=None):
     """The model's float32 logits on ``images`` (a split's :class:`kd.data.Images`, or an array), in
     order, one batch at a time, in inference mode; the next batch is read while the model runs."""
     from concurrent.futures import ThreadPoolExecutor
 
+    batch_size = batch_size or predict_batch_size(images.shape[1:])
     count = len(images)
     with ThreadPoolExecutor(max_workers=1) as reader:
         pending = reader.submit(images.__getitem__, slice(0, batch_size)) if count else None
@@ -84,7 +97,7 @@ def predict_batches(model, images, batch_size=PREDICT_BATCH_SIZE):
             yield np.asarray(model.predict_on_batch(x), dtype=np.float32)
 
 
-def predict_logits(model, images, batch_size=PREDICT_BATCH_SIZE):
+def predict_logits(model, images, batch_size=None):
     """The model's float32 logits on every image of ``images``, as one array (a test set)."""
     blocks = list(predict_batches(model, images, batch_size))
     return np.concatenate(blocks) if blocks else np.zeros((0, model.outputs[0].shape[-1]), np.float32)

@@ -424,6 +424,8 @@ def _read_image_folder(folder, images, seed, work):
     if free < needed:
         raise DataError(f"{work.parent}/ has {_gigabytes(free)} free; decoding {total:,} images of {shape} and "
                         f"writing the splits needs {_gigabytes(needed)}; nothing was written")
+    import tensorflow as tf  # noqa: F401  (imported before the clock starts: the rate is the decoding's)
+
     skipped = []
     progress = Progress("prepare: decoded", total, "images")
     x_train, y_train = _decode_all(train_files, images, shape, work / "train.u8", skipped, progress, 0)

@@ -84,7 +84,9 @@ class NpyRows:
         if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
             raise IndexError(f"{self.path}: row index out of 0..{len(self) - 1}")
         out = np.empty((indices.size,) + self.row_shape, self.dtype)
-        if indices.size and np.all(np.diff(indices) == 1):  # a run: one read
+        if not indices.size:
+            return out
+        if np.all(np.diff(indices) == 1):  # a run: one read
             self._read_into(out, self.offset + int(indices[0]) * self.row_bytes)
             return out
         fd = self._descriptor()

@@ -19,7 +19,7 @@ import keras
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
-from kd.batches import PREDICT_BATCH_SIZE, training_batches
+from kd.batches import predict_batch_size, training_batches
 from kd.devices import precision_policy, strategy_for
 from kd.errors import TrainingError, deferred_termination, termination_requested
 from kd.losses import Objective, hard_label_loss
@@ -284,7 +284,8 @@ def fit(model, spec, train, validation, seed, teachers=None, curves_dir=None):
     with deferred_termination():  # a SIGTERM stops training between batches, then raises
         history = trainer.fit(
             training_batches(train, columns, batch_size=spec.batch_size, shuffle_seed=seed, strategy=strategy),
-            validation_data=training_batches(validation, batch_size=PREDICT_BATCH_SIZE, strategy=strategy),
+            validation_data=training_batches(validation, batch_size=predict_batch_size(validation.image_shape),
+                                             strategy=strategy),
             epochs=spec.epochs,
             shuffle=False,  # the pipeline above shuffles, seeded
             callbacks=callbacks,
