@@ -14,6 +14,10 @@ seed 000's (conv 256/512 teacher -> conv 16/32 student, batch 64) — times, in 
 - ours_hint, ours_attention, ours_rkd: the feature and relation losses, which read the
                    teacher's layers and so run it on every batch (attention needs conv maps in
                    both models: seed 000's pair only);
+- plain_jitter:    kd's step for a model on labels alone with the `jitter` augmentation: the
+                   reference for the next row;
+- ours_views:      kd's step for a student on views (views of `jitter`, the teacher's logits
+                   cached): the view rebuilt from its stored transformation, no teacher run;
 - keras_io:        seed 000's keras.io ``Distiller``, ported to Keras 3 (teacher forward every step);
 - keras_distiller: ``keras.distillation.Distiller`` with ``LogitsDistillation(loss=KLDivergence())``.
 
@@ -193,7 +197,34 @@ def variants(make_teacher, make_student, feature_layers_of, x, y, batch_size):
     keras_distiller.compile(optimizer=keras.optimizers.Adam(1e-3), loss=scce)
 
     runs.update(keras_io=(keras_io, hard), keras_distiller=(keras_distiller, hard))
+    runs.update(views_variants(teacher, fresh_student, split, batch_size, jitter))
     return runs
+
+
+def views_variants(teacher, fresh_student, split, batch_size, jitter):
+    """plain_jitter and ours_views: the same jittered inputs, labels alone vs the teacher's cached views."""
+    from kd.artifacts import save_model
+    from kd.params import ViewsSpec
+    from kd.views import ViewInputs, Views, compute_views
+
+    scratch = Path(SCRATCH.name) / f"views{len(list(Path(SCRATCH.name).iterdir()))}"
+    (scratch / "views").mkdir(parents=True)
+    save_model(teacher, scratch / "teacher.keras")
+    views = ViewsSpec("bench", "teacher", "jitter", AUGMENTATION, count=2)
+    compute_views(views, teacher, split, scratch / "views", 0, scratch / "teacher.keras")
+    reader = Views(views, scratch / "views", split, 0, scratch / "teacher.keras")
+    terms = parse_loss("hinton", "bench", TEMPERATURE)
+    objective = Objective(Distillation("teacher", TEMPERATURE, SOFT_TARGET_WEIGHT, terms, (("teacher", 1.0),)))
+    student = DistillationTrainer(fresh_student(), objective, Teachers(["teacher"], views=reader),
+                                  view_inputs=ViewInputs(views, split.image_shape, 0))
+    student.compile(optimizer=keras.optimizers.Adam(1e-3))
+    plain = DistillationTrainer(fresh_student(), augment=build_augmentation(jitter, split.image_shape, seed=0))
+    plain.compile(optimizer=keras.optimizers.Adam(1e-3))
+    return {
+        "plain_jitter": (plain, training_batches(split, batch_size=batch_size, shuffle_seed=0).repeat()),
+        "ours_views": (student, training_batches(split, batch_size=batch_size, shuffle_seed=0, views=reader,
+                                                 epochs=10_000)),
+    }
 
 
 def time_pair(make_teacher, make_student, feature_layers_of, batch_size, rounds, steps):
@@ -377,6 +408,10 @@ def main():
         ratios[pair] = {name: round(t / per_step["plain"], 2) for name, t in per_step.items() if name != "plain"}
         for name, t in per_step.items():
             print(f"{pair:8} {name:19} {1000 * t:9.2f} {t / per_step['plain']:7.2f}")
+        for name in ("ours_views", "ours_online_jitter"):  # on the same augmented inputs
+            ratio = per_step[name] / per_step["plain_jitter"]
+            ratios[pair][f"{name}_vs_plain_jitter"] = round(ratio, 2)
+            print(f"{pair:8} {name + ' / plain_jitter':34} {ratio:7.2f}")
     if "precision" in args.only:
         time_and_print_precisions(args, ratios)
     if "fit" in args.only:

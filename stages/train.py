@@ -62,7 +62,7 @@ def main(argv=None):
             model.summary()
             teachers = None
             if spec.distillation is not None:
-                teachers = load_teachers(spec, models, logits, len(train), train.num_classes)
+                teachers = load_teachers(spec, models, logits, len(train), train.num_classes, train, params.seed)
                 print(f"{spec.name}: distilling from {describe(spec.distillation)} with {teachers.reason}; "
                       f"augmentation: {augmentation}")
             fit(model, spec, train, validation, params.seed, teachers, curves_dir=curves)

@@ -310,6 +310,39 @@ def test_other_losses_and_several_teachers_are_one_params_entry_each(repo):
     assert "up to date" in run(["dvc", "status"], repo)
 
 
+def test_views_are_computed_once_and_a_student_on_them_reruns_only_with_them(repo):
+    """A views entry and a student on it: their two stages run; a new count reruns both, a new
+    temperature the student alone; removing them leaves nothing behind."""
+    run(["dvc", "repro"], repo)
+    commit(repo, "before the views")
+    set_params(repo, {
+        "views": {"teacher_jitter": {"teacher": "teacher", "augmentation": "jitter", "count": 2}},
+        "distill_views": {"kd_views": {"architecture": "fc_student", "views": "teacher_jitter", "temperature": 4.0,
+                                       "soft_target_weight": 0.5}},
+    })
+    output = run(["dvc", "repro"], repo)
+    assert stages_run(output) == ["distill_views@kd_views", "evaluate", "views@teacher_jitter"]
+    assert "views@teacher_jitter: 2 views of each of 270 images through jitter, judged by 'teacher'" in output
+    assert "kd_views: distilling from 'teacher' (T=4.0, soft_target_weight=0.5, loss hinton) with its cached " \
+           "outputs on views 'teacher_jitter' (2 per image)" in output
+    assert (repo / "logits" / "views" / "teacher_jitter" / "logits.npy").is_file()
+    assert json.loads((repo / "metrics" / "kd_views.json").read_text())["accuracy"] > 0
+    commit(repo, "with the views")
+    set_params(repo, {"views.teacher_jitter.count": 3})
+    assert stages_run(run(["dvc", "repro"], repo)) == ["distill_views@kd_views", "evaluate", "views@teacher_jitter"]
+    set_params(repo, {"distill_views.kd_views.temperature": 2.0})
+    assert stages_run(run(["dvc", "repro"], repo)) == ["distill_views@kd_views", "evaluate"]
+    commit(repo, "other views")
+
+    set_params(repo, {"views": {}, "distill_views": {}})
+    output = run(["dvc", "repro"], repo)
+    for path in ("models/kd_views.keras", "logits/views/teacher_jitter", "timings/views@teacher_jitter.json",
+                 "timings/distill_views@kd_views.json", "metrics/kd_views.json"):
+        assert not (repo / path).exists(), path
+    assert "kd_views" not in (repo / "dvc.lock").read_text() and "teacher_jitter" not in (repo / "dvc.lock").read_text()
+    assert "up to date" in run(["dvc", "status"], repo)
+
+
 def test_the_best_configuration_over_two_seeds(repo):
     """configs/best.txt through tools/seeds.py: online teacher, no TA, a report, the workspace untouched."""
     # Earlier tests may have given the student another architecture; the gain needs the scratch's.

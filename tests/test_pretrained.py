@@ -48,7 +48,9 @@ def test_a_teacher_from_a_file_gives_logits_even_when_it_ends_with_a_softmax(raw
 
 @pytest.mark.parametrize("case, message", [
     ("missing", r"pretrained.mine.path: .*nowhere.keras does not exist"),
-    ("corrupt", r"pretrained.mine.path: .*corrupt.keras cannot be loaded as a Keras model"),
+    ("corrupt", r"pretrained.mine.path: .*corrupt.keras is not a Keras archive \(a .keras file is a zip archive"),
+    ("random bytes", r"pretrained.mine.path: .*random_bytes.keras is not a Keras archive"),
+    ("broken zip", r"pretrained.mine.path: .*broken_zip.keras cannot be loaded as a Keras model"),
     ("lambda", r"cannot be loaded as a Keras model: .*safe mode"),
     ("input", r"takes inputs of shape \(8, 8, 3\) but the data's images are \(28, 28, 1\)"),
     ("classes", r"gives outputs of shape \(3,\) but the data has 10 classes"),
@@ -66,6 +68,13 @@ def test_a_bad_teacher_file_is_refused_naming_the_key(raw_params, tmp_path, case
         path = tmp_path / "nowhere.keras"
     elif case == "corrupt":
         path.write_bytes(b"PK\x03\x04 not really a zip")
+    elif case == "random bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif case == "broken zip":  # a zip archive, but not a Keras one
+        import zipfile
+
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("notes.txt", "no model here")
     else:
         functional_teacher(path, lambda_layer=case == "lambda", softmax=case == "softmax as logits")
     if case == "input":

@@ -118,6 +118,9 @@ def load_model(path, what="model"):
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{what} {path} is missing; run the stage that trains it")
+    if not zipfile.is_zipfile(path):  # Keras would report "file not found" for it
+        raise ArtifactError(f"{what} {path} is not a Keras archive (a .keras file is a zip archive; this one is "
+                            "not: damaged, or another kind of file); rerun the stage that writes it")
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many types for a damaged archive

@@ -21,16 +21,23 @@ PARALLEL_READS = 2  # batches read and converted at once
 PREFETCH = 2  # batches ready ahead of the step
 
 
-def training_batches(split, columns=(), *, batch_size, shuffle_seed=None, strategy=None):
+def training_batches(split, columns=(), *, batch_size, shuffle_seed=None, strategy=None, views=None, epochs=None):
     """``(x, targets)`` batches of ``split`` for Keras's ``fit``: a ``tf.data`` pipeline, or under a
     ``MultiWorkerMirroredStrategy`` a distributed one where each worker reads its own share.
 
     ``targets`` is the labels, or ``(labels, *columns)`` when ``columns`` (arrays or
     :class:`kd.rows.NpyRows` with one row per image, e.g. teachers' logits) are given.
+
+    With ``views`` (:class:`kd.views.Views`), the batches of all ``epochs`` come as one stream
+    (pass ``steps_per_epoch`` to ``fit``), each epoch shuffled with its own seed and each image
+    shown as the view of that epoch: ``x`` is ``{"images": ..., <the view's transformation>}``
+    and ``targets`` is ``(labels, {"logits": <the teacher's on the view>, <cached layers>})``.
     """
     import tensorflow as tf
 
     def pipeline(replica=0, replicas=1):
+        if views is not None:
+            return _views_pipeline(split, views, batch_size, shuffle_seed, epochs, replica, replicas)
         return _pipeline(split, columns, batch_size, shuffle_seed, replica, replicas)
 
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -41,6 +48,17 @@ def training_batches(split, columns=(), *, batch_size, shuffle_seed=None, strate
     return pipeline()
 
 
+def _share(worker, workers):
+    """This worker's rows of each global batch (the same shuffle runs on every worker)."""
+    import tensorflow as tf
+
+    def share(batch, *rest):
+        size = tf.shape(batch, out_type=tf.int64)[0]
+        return (batch[size * worker // workers:size * (worker + 1) // workers], *rest)
+
+    return share
+
+
 def _pipeline(split, columns, batch_size, shuffle_seed, worker, workers):
     import tensorflow as tf
 
@@ -49,12 +67,8 @@ def _pipeline(split, columns, batch_size, shuffle_seed, worker, workers):
     if shuffle_seed is not None:
         indices = indices.shuffle(count, seed=shuffle_seed, reshuffle_each_iteration=True)
     indices = indices.batch(batch_size)
-    if workers > 1:  # this worker's rows of each global batch: the same shuffle on every worker
-        def share(batch):
-            size = tf.shape(batch, out_type=tf.int64)[0]
-            return batch[size * worker // workers:size * (worker + 1) // workers]
-
-        indices = indices.map(share)
+    if workers > 1:
+        indices = indices.map(_share(worker, workers))
     arrays = (split.y, *columns)
     dtypes = [tf.float32] + [tf.as_dtype(array.dtype) for array in arrays]
 
@@ -70,6 +84,43 @@ def _pipeline(split, columns, batch_size, shuffle_seed, worker, workers):
 
     # A fixed number of batches in flight: tf.data's autotuned buffers grow with the epoch (they may
     # take up to half the machine's memory), which made a stage's memory follow the data set's size.
+    return indices.map(gather, num_parallel_calls=PARALLEL_READS).prefetch(PREFETCH)
+
+
+def _views_pipeline(split, views, batch_size, shuffle_seed, epochs, worker, workers):
+    import tensorflow as tf
+
+    count = len(split)
+
+    def order(epoch):  # each epoch its own seeded permutation of the images
+        return np.random.default_rng([shuffle_seed, int(epoch)]).permutation(count).astype(np.int64)
+
+    def epoch_batches(epoch):
+        rows = tf.numpy_function(order, [epoch], tf.int64, stateful=False)
+        rows.set_shape((count,))
+        return tf.data.Dataset.from_tensor_slices(rows).batch(batch_size).map(lambda batch: (batch, epoch))
+
+    indices = tf.data.Dataset.range(epochs).flat_map(epoch_batches)
+    if workers > 1:
+        indices = indices.map(_share(worker, workers))
+    sample = views.columns(np.arange(min(2, count)), 0, split)
+    names = sorted(sample)
+    dtypes = [tf.float32, tf.int64] + [tf.as_dtype(sample[name].dtype) for name in names]
+
+    def read(rows, epoch):
+        columns = views.columns(rows, int(epoch), split)
+        return [split.images[rows], split.y[rows]] + [columns[name] for name in names]
+
+    def gather(rows, epoch):
+        x, labels, *values = tf.numpy_function(read, [rows, epoch], dtypes, stateful=False)
+        x.set_shape((None,) + tuple(split.image_shape))
+        labels.set_shape((None,))
+        for value, name in zip(values, names, strict=True):
+            value.set_shape((None,) + sample[name].shape[1:])
+        columns = dict(zip(names, values, strict=True))
+        teacher = {name[len("teacher_"):]: columns.pop(name) for name in names if name.startswith("teacher_")}
+        return {"images": x, **columns}, (labels, teacher)
+
     return indices.map(gather, num_parallel_calls=PARALLEL_READS).prefetch(PREFETCH)
 
 

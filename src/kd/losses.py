@@ -60,6 +60,21 @@ def hard_label_loss(labels, logits):
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
 
 
+def mixed_hard_label_loss(labels, logits, mixing):
+    """Mixup's cross-entropy: λ · CE(labels) + (1 − λ) · CE(partner labels), averaged over the batch;
+    ``mixing`` is ``(partner labels, λ)``, or None for :func:`hard_label_loss`."""
+    import tensorflow as tf
+
+    if mixing is None:
+        return hard_label_loss(labels, logits)
+    partner_labels, lam = mixing
+    logits = tf.cast(logits, tf.float32)
+    own = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    partner = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=partner_labels, logits=logits)
+    lam = tf.cast(lam, tf.float32)
+    return tf.reduce_mean(lam * own + (1.0 - lam) * partner)
+
+
 def standardize(logits):
     """Each row z-scored: (z − mean) / (1e-7 + unbiased std), as Sun et al.'s code does."""
     import tensorflow as tf
@@ -596,16 +611,17 @@ class Objective:
             names += [f"{label}_{part}" for part in _PARTS.get(term.name, ())]
         return names
 
-    def __call__(self, labels, student, teachers, epoch=None, step=None):
+    def __call__(self, labels, student, teachers, epoch=None, step=None, mixing=None):
         """``(loss, parts)`` for a batch.
 
         ``student`` and each of ``teachers`` map ``"logits"`` (and requested layer names) to
-        tensors; ``teachers`` are in the order of ``self.teachers``.
+        tensors; ``teachers`` are in the order of ``self.teachers``. ``mixing`` is ``(partner
+        labels, λ)`` for mixed-up images (views with mixup), whose hard labels are mixed alike.
         """
         import tensorflow as tf
 
         student_logits = tf.cast(student["logits"], tf.float32)  # float16/bfloat16 under mixed precision
-        hard = hard_label_loss(labels, student_logits)
+        hard = mixed_hard_label_loss(labels, student_logits, mixing)
         parts, weighted = {"hard_loss": hard}, []
         several = len(self.terms) > 1
         for label, (term, weight) in zip(self._labels(), self.terms, strict=True):

@@ -138,6 +138,68 @@ def build_augmentation(spec, input_shape, seed):
     return augment
 
 
+def augmentation_layers(views, input_shape, seed):
+    """The Keras preprocessing layers of a views entry's augmentation, built for ``input_shape``, each
+    exposing the per-image transformation it draws (``kd.views`` stores and replays them)."""
+    layers = []
+    for position, config in enumerate(views.augmentation):
+        where = f"views.{views.name}.augmentation ({views.augmentation_name}), layer {position} ({config['class_name']})"
+        # float32 whatever the training policy: the student must rebuild exactly the teacher's views.
+        layer = _layer({**config, "config": {**(config.get("config") or {}), "seed": seed + position,
+                                             "dtype": "float32"}}, where)
+        if not (hasattr(layer, "get_random_transformation") and hasattr(layer, "transform_images")):
+            raise ParamsError(f"{where}: has no stateless form (it does not expose the random transformation it "
+                              "draws); views need one. Use it on the online path (distill: with augmentation:)")
+        layer.build((None,) + tuple(input_shape))
+        layers.append(layer)
+    return layers
+
+
+def check_stateless(layers, input_shape, where):
+    """Refuse layers whose output is not a function of their drawn per-image transformation alone.
+
+    On a small random batch: the same transformation gives the same images twice, and the
+    transformation of a permuted batch, permuted alike, gives the images permuted alike.
+    """
+    import keras
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    images = rng.random((6,) + tuple(input_shape)).astype(np.float32)
+    order = np.array([3, 0, 5, 1, 4, 2])
+    generator = keras.random.SeedGenerator(0)
+    for layer in layers:
+        transformation = layer.get_random_transformation(images, training=True, seed=generator)
+        drawn = per_image(transformation, len(images))
+        if drawn is None:
+            raise ParamsError(f"{where}: layer {layer.__class__.__name__} has no stateless form (its random "
+                              "transformation is not a set of per-image arrays); use it on the online path")
+        first = keras.ops.convert_to_numpy(layer.transform_images(images, transformation, training=True))
+        again = keras.ops.convert_to_numpy(layer.transform_images(images, transformation, training=True))
+        permuted = {**transformation, **{k: keras.ops.convert_to_numpy(v)[order] for k, v in drawn.items()}}
+        shuffled = keras.ops.convert_to_numpy(layer.transform_images(images[order], permuted, training=True))
+        if not (np.array_equal(first, again) and np.allclose(shuffled, first[order], atol=1e-6)):
+            raise ParamsError(f"{where}: layer {layer.__class__.__name__} has no stateless form (its output depends on "
+                              "more than the transformation it drew); use it on the online path")
+        images = first
+
+
+def per_image(transformation, batch):
+    """The entries of a layer's transformation that hold one value per image; None if it is not a dict."""
+    import keras
+
+    if transformation is None:
+        return {}
+    if not isinstance(transformation, dict):
+        return None
+    per_image = {}
+    for key, value in transformation.items():
+        shape = keras.ops.shape(value) if hasattr(value, "shape") else ()
+        if len(shape) and shape[0] == batch:
+            per_image[key] = value
+    return per_image
+
+
 def build_optimizer(spec, steps_per_epoch):
     """The Keras optimizer of ``spec.optimizer``, with ``spec.schedule`` as its learning rate.
 
@@ -163,9 +225,16 @@ def build_optimizer(spec, steps_per_epoch):
         except Exception as error:
             raise ParamsError(f"schedule of model {spec.name!r}: Keras rejected {spec.schedule}: {error}") from None
     try:
-        return keras.optimizers.deserialize({"class_name": spec.optimizer["class_name"], "config": config})
+        optimizer = keras.optimizers.deserialize({"class_name": spec.optimizer["class_name"], "config": config})
     except Exception as error:
         raise ParamsError(f"optimizer of model {spec.name!r}: Keras rejected {spec.optimizer}: {error}") from None
+    if not isinstance(optimizer, keras.optimizers.Optimizer):  # Keras hands an unknown name back as a string
+        known = sorted(name for name, value in vars(keras.optimizers).items()
+                       if isinstance(value, type) and issubclass(value, keras.optimizers.Optimizer)
+                       and value is not keras.optimizers.Optimizer)
+        raise ParamsError(f"optimizer of model {spec.name!r}: Keras has no optimizer "
+                          f"{spec.optimizer['class_name']!r}; expected one of {', '.join(known)}")
+    return optimizer
 
 
 def _layer_class(layer_config, where):
@@ -205,6 +274,15 @@ def check_models(params, input_shape, num_classes):
         built[name] = build_model(spec, input_shape, num_classes)
         build_augmentation(spec, input_shape, seed=0)
         build_optimizer(spec, steps_per_epoch=1)
+    for views in (params.views or {}).values():  # their augmentation rebuilt exactly, their layers exist
+        where = f"views.{views.name}.augmentation ({views.augmentation_name})"
+        check_stateless(augmentation_layers(views, input_shape, seed=0), input_shape, where)
+        if views.layers and views.teacher in built:
+            known = [layer.name for layer in built[views.teacher].layers]
+            missing = [name for name in views.layers if name not in known]
+            if missing:
+                raise ParamsError(f"views.{views.name}.layers: teacher {views.teacher!r} has no layer "
+                                  f"{', '.join(map(repr, missing))}; its layers: {', '.join(known)}")
     for name, spec in params.models.items():
         if spec.distillation is None:
             continue

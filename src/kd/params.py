@@ -23,6 +23,10 @@ The file's sections:
 - ``pretrained``: models trained elsewhere, loaded from a Keras file (a teacher you bring).
 - ``distill``: models that learn from the model named by their ``teacher`` key (and, with
   ``teachers``, from models above it in its chain), through their ``loss`` (:mod:`kd.losses`).
+- ``views``: a teacher's outputs on ``count`` seeded augmented views of every training image
+  (optionally mixed up), computed once by their own stage (:mod:`kd.views`).
+- ``distill_views``: models that learn from views, named by their ``views`` key: each step
+  sees one view of each image and the teacher's cached outputs on exactly that view.
 - ``evaluate``: how latency is measured (repeats, warm-up, throughput batch size).
 - ``export``: the models shipped as SavedModel, float32 and int8 TFLite files.
 
@@ -46,6 +50,8 @@ PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DISTILL_KEYS = ("teacher", "temperature", "soft_target_weight")  # required in a distill: entry
 DISTILL_OPTIONAL = ("loss", "teachers", "dense", "drop")
 DISTILL_DEFAULTS = ("loss",)  # keys of training: that only distilled models read
+VIEWS_KEYS = ("teacher", "augmentation", "count")  # required in a views: entry
+VIEWS_OPTIONAL = ("mixup", "layers")
 MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -116,6 +122,23 @@ class Pretrained:
 
 
 @dataclass(frozen=True)
+class ViewsSpec:
+    """A teacher's views of the training set (see :mod:`kd.views`)."""
+
+    name: str
+    teacher: str
+    augmentation_name: str
+    augmentation: tuple  # Keras preprocessing layer configs
+    count: int  # views per training image
+    mixup: float | None = None  # α of the Beta(α, α) mixing coefficients (function matching); None: no mixing
+    layers: tuple = ()  # teacher layers cached beside the logits, for feature terms
+
+    @property
+    def stage(self):
+        return f"views@{self.name}"
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Everything needed to build and train one model (or, ``pretrained``, to load it)."""
 
@@ -133,6 +156,7 @@ class ModelSpec:
     distillation: Distillation | None
     application: dict | None = None  # {application, config, weights, input_size} from keras.applications
     pretrained: Pretrained | None = None
+    views: ViewsSpec | None = None  # a student on views (distill_views:) learns from these
 
     @property
     def teacher(self):
@@ -141,14 +165,15 @@ class ModelSpec:
     @property
     def stage(self):
         """The DVC stage that makes it, as dvc.yaml names it: ``train@``, ``distill@`` or ``pretrained@<name>``."""
-        kind = "pretrained" if self.pretrained else "distill" if self.distillation else "train"
+        kind = ("pretrained" if self.pretrained else "distill_views" if self.views
+                else "distill" if self.distillation else "train")
         return f"{kind}@{self.name}"
 
     @property
     def online_teacher(self):
         """True when the teachers must run on each batch: cached logits are only valid for
         the unaugmented images they were computed on, and hold no layers for feature terms."""
-        if self.distillation is None:
+        if self.distillation is None or self.views is not None:  # views hold the teacher's outputs
             return False
         return bool(self.augmentation) or any(term.features for term, _ in self.distillation.loss)
 
@@ -160,6 +185,7 @@ class Params:
     models: dict  # name -> ModelSpec, teacher-less models first, in file order
     evaluate: EvaluateSpec
     export: ExportSpec = ExportSpec()
+    views: dict = None  # name -> ViewsSpec
 
     def model(self, name):
         """The spec of model ``name``; a ParamsError lists the known names otherwise."""
@@ -187,7 +213,7 @@ def load_params(path="params.yaml"):
 def parse_params(raw):
     """Validate a params mapping (as read from YAML) and return :class:`Params`."""
     _keys(raw, "params.yaml", required=("seed", "data", "training", "architectures", "train", "evaluate"),
-          optional=("distill", "pretrained", "augmentations", "schedules", "export"))
+          optional=("distill", "pretrained", "augmentations", "schedules", "export", "views", "distill_views"))
     seed = _integer(raw["seed"], "seed", minimum=0)
     data = _parse_data(raw["data"])
     defaults = _keys(raw["training"], "training", required=TRAINING_KEYS, optional=DISTILL_DEFAULTS)
@@ -197,9 +223,10 @@ def parse_params(raw):
         "augmentations": _parse_layer_lists(raw.get("augmentations") or {}, "augmentations"),
         "schedules": _parse_schedules(raw.get("schedules") or {}),
     }
+    named["views"] = _parse_views(raw.get("views") or {}, named["augmentations"])
 
     models = {}
-    for section in ("pretrained", "train", "distill"):
+    for section in ("pretrained", "train", "distill", "distill_views"):
         entries = raw.get(section) or {}
         _mapping(entries, section)
         if section == "train" and not entries and not models:
@@ -216,13 +243,79 @@ def parse_params(raw):
                 raise ParamsError(f"{key}: model {name!r} is defined twice (in train, distill or pretrained)")
             if section == "pretrained":
                 models[name] = _parse_pretrained(name, key, entry, defaults)
+            elif section == "distill_views":
+                models[name] = _parse_views_student(name, key, entry, defaults, named)
             else:
                 models[name] = _parse_model(name, key, entry, defaults, named, distilled=section == "distill")
 
+    for views in named["views"].values():
+        if views.teacher not in models:
+            raise ParamsError(f"views.{views.name}.teacher: {views.teacher!r} is not a model "
+                              f"(models: {', '.join(models)})")
+        if views.name in models:
+            raise ParamsError(f"views.{views.name}: the name is also a model's; give the views their own name")
     _check_chains(models)
     _check_feature_layers(models)
     return Params(seed=seed, data=data, models=models, evaluate=_parse_evaluate(raw["evaluate"]),
-                  export=_parse_export(raw.get("export"), models))
+                  export=_parse_export(raw.get("export"), models), views=named["views"])
+
+
+def _parse_views(raw, augmentations):
+    """``{name: ViewsSpec}`` of the ``views:`` section (teachers are checked once models are known)."""
+    _mapping(raw, "views")
+    views = {}
+    for name, entry in raw.items():
+        key = f"views.{name}"
+        if not isinstance(name, str) or not MODEL_NAME.match(name):
+            raise ParamsError(f"{key}: names must start with a letter and hold only letters, digits and '_' "
+                              "(they become folder and stage names)")
+        _keys(entry, key, required=VIEWS_KEYS, optional=VIEWS_OPTIONAL)
+        if not isinstance(entry["teacher"], str):
+            raise ParamsError(f"{key}.teacher: expected a model name, found {entry['teacher']!r}")
+        augmentation = entry["augmentation"]
+        if not isinstance(augmentation, str) or augmentation not in augmentations:
+            raise ParamsError(f"{key}.augmentation: {augmentation!r} is not in augmentations (known: "
+                              f"{', '.join(augmentations) or 'none defined'})")
+        count = _integer(entry["count"], f"{key}.count", minimum=1)
+        mixup = entry.get("mixup")
+        if mixup is not None:
+            mixup = _number(mixup, f"{key}.mixup")
+            if not mixup > 0:
+                raise ParamsError(f"{key}.mixup: expected α > 0 (mixing coefficients from Beta(α, α)) or null for "
+                                  f"no mixing, found {mixup}")
+        layers = entry.get("layers") or []
+        if not isinstance(layers, list) or not all(isinstance(n, str) for n in layers):
+            raise ParamsError(f"{key}.layers: expected a list of the teacher's layer names, found {layers!r}")
+        views[name] = ViewsSpec(name, entry["teacher"], augmentation, augmentations[augmentation], count, mixup,
+                                tuple(layers))
+    return views
+
+
+def _parse_views_student(name, key, entry, defaults, named):
+    """A ``distill_views:`` entry: a distilled model whose teacher and inputs come from its views."""
+    _keys(entry, key, required=("architecture", "views", "temperature", "soft_target_weight"),
+          optional=tuple(k for k in TRAINING_KEYS if k != "augmentation") + ("loss", "teacher"))
+    views = entry["views"]
+    if not isinstance(views, str) or views not in named["views"]:
+        raise ParamsError(f"{key}.views: {views!r} is not in views (known: {', '.join(named['views']) or 'none defined'})")
+    views = named["views"][views]
+    if entry.get("teacher", views.teacher) != views.teacher:
+        raise ParamsError(f"{key}.teacher: {entry['teacher']!r}, but views {views.name!r} are of teacher "
+                          f"{views.teacher!r}; a student learns from views of its own teacher")
+    spec = _parse_model(name, key, {**{k: v for k, v in entry.items() if k != "views"}, "teacher": views.teacher},
+                        {**defaults, "augmentation": None}, named, distilled=True)
+    for term, _ in spec.distillation.loss:
+        if term.features:
+            missing = [layer for layer in term.teacher_layers if layer not in views.layers]
+            if missing:
+                raise ParamsError(f"{term.where}.teacher_layer: {', '.join(map(repr, missing))} is not cached with "
+                                  f"views {views.name!r}; add it to views.{views.name}.layers")
+        if views.mixup is not None and term.name == "dkd":
+            raise ParamsError(f"{term.where}: dkd separates the target class, which a mixed image does not have "
+                              f"(views.{views.name}.mixup); use a loss without it, or views without mixup")
+    import dataclasses
+
+    return dataclasses.replace(spec, views=views)
 
 
 def _parse_export(raw, models):

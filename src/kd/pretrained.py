@@ -24,6 +24,20 @@ from pathlib import Path
 from kd.errors import ArtifactError, ParamsError
 
 
+def not_a_model_file(path):
+    """Why ``path`` cannot be a Keras model file by its first bytes (Keras would say "file not
+    found"), or None: a ``.keras`` file is a zip archive, a ``.h5`` file an HDF5 one."""
+    import zipfile
+
+    path = Path(path)
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        return "is not a Keras archive (a .keras file is a zip archive holding config.json and the weights; this " \
+               "one is not a zip archive: damaged, or another kind of file renamed)"
+    if path.suffix == ".h5" and path.read_bytes()[:8] != b"\x89HDF\r\n\x1a\n":
+        return "is not an HDF5 file (a legacy .h5 Keras model is one; this file does not start like one)"
+    return None
+
+
 def load_pretrained(spec, input_shape, num_classes):
     """The model of ``spec.pretrained``, checked, with logits as its output."""
     import keras
@@ -31,6 +45,9 @@ def load_pretrained(spec, input_shape, num_classes):
     key, path = f"pretrained.{spec.name}", Path(spec.pretrained.path)
     if not path.is_file():
         raise ArtifactError(f"{key}.path: {path} does not exist (expected a Keras model file, .keras or .h5)")
+    not_an_archive = not_a_model_file(path)
+    if not_an_archive:
+        raise ArtifactError(f"{key}.path: {path} {not_an_archive}")
     try:
         model = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many types for a bad file; custom objects among them

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-STAGE_KINDS = ("train", "distill", "export")  # the templated stages, named <kind>@<model>
+STAGE_KINDS = ("pretrained", "train", "distill", "distill_views", "views", "export")  # templated stages: <kind>@<name>
 
 
 def remove_stale(params, models="models", logits="logits", curves="dvclive", timings="timings", exported="exported",
@@ -26,7 +26,8 @@ def remove_stale(params, models="models", logits="logits", curves="dvclive", tim
     from kd.artifacts import atomic_path
 
     names = set(params.models)
-    stages = {spec.stage for spec in params.models.values()} | {f"export@{name}" for name in params.export.models}
+    stages = ({spec.stage for spec in params.models.values()} | {f"export@{name}" for name in params.export.models}
+              | {views.stage for views in (params.views or {}).values()})
     removed = []
     for folder, pattern in ((models, "*.keras"), (logits, "*.npy")):
         for path in sorted(Path(folder).glob(pattern)):
@@ -35,6 +36,10 @@ def remove_stale(params, models="models", logits="logits", curves="dvclive", tim
                 removed.append(str(path))
     for path in sorted(Path(curves).glob("*")):
         if path.is_dir() and path.name not in names:
+            shutil.rmtree(path)
+            removed.append(f"{path}/")
+    for path in sorted((Path(logits) / "views").glob("*")):
+        if path.is_dir() and path.name not in (params.views or {}):
             shutil.rmtree(path)
             removed.append(f"{path}/")
     for path in sorted(Path(exported).glob("*")):

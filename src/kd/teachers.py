@@ -7,6 +7,9 @@
 - *online*: the teacher models (``models/<teacher>.keras``) run on every batch, after the
   augmentation, in inference mode and outside the gradient tape, as feature extractors that
   return the logits and the layers the loss names.
+- *views*: a student on views (``distill_views:``) reads the teacher's cached outputs on the
+  very views its batches show (``logits/views/<name>/``, :mod:`kd.views`): augmented inputs,
+  consistent teaching, and a plain step's cost.
 
 :func:`load_teachers` picks the form from the model's spec and says which and why.
 """
@@ -26,12 +29,13 @@ class Teachers:
     ``cached`` are the dataset's teacher-logit columns of the batch.
     """
 
-    def __init__(self, names, logits=None, models=None, reason=""):
-        if (logits is None) == (models is None):
-            raise ValueError("give the teachers' cached logits or their models, not both or neither")
+    def __init__(self, names, logits=None, models=None, views=None, reason=""):
+        if sum(source is not None for source in (logits, models, views)) != 1:
+            raise ValueError("give the teachers' cached logits, their models or their views: one of them")
         self.names = tuple(names)
         self.logits = logits
         self.models = models
+        self.views = views
         self.reason = reason
 
     @property
@@ -43,25 +47,42 @@ class Teachers:
         """Arrays to shuffle and batch beside the labels: the cached logits, row for row."""
         return tuple(self.logits) if self.logits is not None else ()
 
+    def layer_shapes(self, names):
+        """``{layer: output shape}`` of the nearest teacher's named layers (model or cached views)."""
+        if self.views is not None:
+            return {name: (None,) + tuple(self.views.features[name].row_shape) for name in names}
+        return {name: tuple(self.models[0].get_layer(name).output.shape) for name in names}
+
     def __call__(self, x, cached):
         import tensorflow as tf
 
+        if self.views is not None:  # the teacher's outputs on the batch's views, read with it
+            return [dict(cached[0])]
         if self.models is None:
             return [{"logits": logits} for logits in cached]
         return [tf.nest.map_structure(tf.stop_gradient, outputs_of(model, x, training=False)) for model in self.models]
 
 
-def load_teachers(spec, models_dir, logits_dir, num_train, num_classes):
-    """The :class:`Teachers` of distilled model ``spec``, cached or online, with the reason.
+def load_teachers(spec, models_dir, logits_dir, num_train, num_classes, train=None, seed=0):
+    """The :class:`Teachers` of distilled model ``spec``, cached, online or on views, with the reason.
 
     Online teachers are loaded as Keras models; call this inside
-    :func:`kd.training.training_scope` so their variables live where training runs.
+    :func:`kd.training.training_scope` so their variables live where training runs. A student
+    on views needs the ``train`` split (its views are checked against it) and its ``seed``.
     """
     from kd.artifacts import load_model
     from kd.rows import NpyRows
 
     distillation = spec.distillation
     names = [name for name, _ in distillation.teachers]
+    if spec.views is not None:
+        from kd.views import Views
+
+        views = Views(spec.views, Path(logits_dir) / "views" / spec.views.name, train, seed,
+                      Path(models_dir) / f"{spec.views.teacher}.keras")
+        mixed = f", mixed up with α={spec.views.mixup}" if spec.views.mixup is not None else ""
+        return Teachers(names, views=views, reason=f"its cached outputs on views {spec.views.name!r} "
+                                                   f"({spec.views.count} per image{mixed})")
     feature_terms = [term.name for term, _ in distillation.loss if term.features]
     if not spec.augmentation and not feature_terms:
         logits = []

@@ -25,6 +25,7 @@ from kd.errors import TrainingError, deferred_termination, termination_requested
 from kd.losses import Objective, hard_label_loss
 from kd.models import build_augmentation, build_optimizer
 from kd.teachers import feature_layers, outputs_of
+from kd.views import ViewInputs
 
 
 def seed_everything(seed):
@@ -42,7 +43,7 @@ class DistillationTrainer(keras.Model):
     objective's own trainable layers (FitNets regressors), which are not part of the student.
     """
 
-    def __init__(self, student, objective=None, teachers=None, augment=None):
+    def __init__(self, student, objective=None, teachers=None, augment=None, view_inputs=None):
         super().__init__(name=f"{student.name}_trainer")
         if (objective is None) != (teachers is None):
             raise ValueError(f"model {student.name!r}: an objective needs teachers, and teachers an objective")
@@ -50,6 +51,7 @@ class DistillationTrainer(keras.Model):
         self.objective = objective
         self.teachers = teachers
         self.augment = augment
+        self.view_inputs = view_inputs  # a student on views rebuilds each batch's views (kd.views.ViewInputs)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.part_trackers = [keras.metrics.Mean(name=name) for name in (objective.names if objective else ())]
@@ -61,7 +63,7 @@ class DistillationTrainer(keras.Model):
             self.student_features = features if features is not student else None  # not tracked twice
             if objective.student_layers or objective.teacher_layers:
                 objective.build(_layer_shapes(student, objective.student_layers),
-                                _layer_shapes(teachers.models[0], objective.teacher_layers))
+                                teachers.layer_shapes(objective.teacher_layers))
             self.extra_layers = objective.trainable_layers  # tracked, so trained and checkpointed with the wrapper
             if objective.needs_epoch:
                 self.epoch = keras.Variable(1, dtype="int64", trainable=False, name="epoch")
@@ -97,10 +99,13 @@ class DistillationTrainer(keras.Model):
 
     def train_step(self, data):
         x, targets, _ = keras.utils.unpack_x_y_sample_weight(data)
-        batch = tf.shape(x)[0]
         labels, cached = (targets[0], targets[1:]) if isinstance(targets, (tuple, list)) else (targets, ())
-        if self.augment is not None:
+        mixing = None
+        if self.view_inputs is not None:
+            x, mixing = self.view_inputs(x, x["images"])
+        elif self.augment is not None:
             x = self.augment(x, training=True)
+        batch = tf.shape(x)[0]
         teacher_outputs = self.teachers(x, cached) if self.teachers is not None else None
         # The student's weights, and the loss's own (FitNets regressors), which train with it.
         extra = self.objective.trainable_layers if self.objective is not None else ()
@@ -114,7 +119,7 @@ class DistillationTrainer(keras.Model):
                                      training=True)
                 logits = outputs["logits"]
                 loss, parts = self.objective(labels, outputs, teacher_outputs, epoch=self.epoch,
-                                             step=self.optimizer.iterations)
+                                             step=self.optimizer.iterations, mixing=mixing)
             if self.student.losses:  # weight regularizers from the layer configs
                 loss = loss + tf.add_n(self.student.losses)
             # Replicas' gradients are summed, so each takes its share of the mean; a loss-scale
@@ -275,17 +280,22 @@ def fit(model, spec, train, validation, seed, teachers=None, curves_dir=None):
         # dvc.yaml declares the plots itself, and `dvc repro` owns the experiment.
         callbacks.append(DVCLiveCallback(live=Live(str(curves_dir), dvcyaml=False, save_dvc_exp=False)))
     augment = build_augmentation(spec, train.image_shape, seed)
-    trainer = DistillationTrainer(model, objective, teachers=teachers, augment=augment)
+    views = teachers.views if teachers is not None else None
+    view_inputs = ViewInputs(spec.views, train.image_shape, seed) if views is not None else None
+    trainer = DistillationTrainer(model, objective, teachers=teachers, augment=augment, view_inputs=view_inputs)
     if trainer.epoch is not None:
         callbacks.append(CountEpochs())
-    trainer.compile(optimizer=build_optimizer(spec, steps_per_epoch=math.ceil(len(train) / spec.batch_size)))
+    steps_per_epoch = math.ceil(len(train) / spec.batch_size)
+    trainer.compile(optimizer=build_optimizer(spec, steps_per_epoch=steps_per_epoch))
     columns = teachers.dataset_columns if teachers is not None else ()
     strategy = tf.distribute.get_strategy()
     with deferred_termination():  # a SIGTERM stops training between batches, then raises
         history = trainer.fit(
-            training_batches(train, columns, batch_size=spec.batch_size, shuffle_seed=seed, strategy=strategy),
+            training_batches(train, columns, batch_size=spec.batch_size, shuffle_seed=seed, strategy=strategy,
+                             views=views, epochs=spec.epochs),
             validation_data=training_batches(validation, batch_size=predict_batch_size(validation.image_shape),
                                              strategy=strategy),
+            steps_per_epoch=steps_per_epoch if views is not None else None,  # views: one stream of all epochs
             epochs=spec.epochs,
             shuffle=False,  # the pipeline above shuffles, seeded
             callbacks=callbacks,
