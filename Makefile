@@ -36,7 +36,8 @@ dag: $(VENV)/installed
 clean-venv:
 	rm -rf $(VENV)
 
-# Paste the comparison table of the last `dvc repro` and the multi-seed reports into the README.
+# Paste the comparison table of the last `dvc repro` and the multi-seed reports into README.md and
+# docs/*.md, wherever their markers are.
 readme: $(VENV)/installed
 	$(PYTHON) tools/readme.py
 
