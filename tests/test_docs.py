@@ -1,0 +1,312 @@
+"""The docs stay true: README.md and docs/*.md are checked against the repository.
+
+- Every relative link resolves to a file or folder of the repository, and every ``#anchor`` to
+  a heading of the page it names, as GitHub renders headings (see :func:`slug`).
+- Every ``make <target>`` shown in code (inline or in a fenced block) is a target of the Makefile.
+- Every ```` ```yaml ```` block is a piece of params.yaml: it is deep-merged into the default
+  params.yaml (mappings merge key by key, any other value replaces) and the result must pass
+  kd's own validation, ``kd.params.parse_params``. A block may be marked otherwise by an HTML
+  comment, invisible on GitHub, alone on the last non-blank line before its opening fence:
+
+      <!-- refused -->      the block is an example of a refusal: merged the same way, it must be
+                           refused (ParamsError), so the example stays an example of one
+      <!-- not params -->   the block is YAML but not params (a dvc.yaml or workflow excerpt):
+                           not checked
+
+  A block with the same key twice is refused outright: YAML would keep only the last, so the
+  others would go unchecked. Blocks that are not YAML at all are fenced as ``text`` or ``bash``.
+- README.md stays a two-minute read (at most 250 lines, 15 KB), each docs page starts with its
+  title and a sentence saying what the reader can do there, and tools/readme.py (`make readme`)
+  pastes reports wherever their markers are and leaves other pages untouched.
+"""
+
+import copy
+import importlib.util
+import os
+import re
+import sys
+import urllib.parse
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from kd.errors import ParamsError
+from kd.params import parse_params
+
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+YAML_MARKERS = ("refused", "not params")
+FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
+INLINE_CODE = re.compile(r"(`+)(.+?)\1")
+LINK = re.compile(r"!?\[(?:[^\]\\]|\\.)*\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)")
+HEADING = re.compile(r"^(#{1,6})\s+(?P<text>.*?)\s*#*\s*$")
+MAKE_TARGET = re.compile(r"(?<![\w/.-])make\s+(?P<target>[A-Za-z0-9][\w.-]*)")
+MAKEFILE_RULE = re.compile(r"^(?P<targets>[^\s#$:=][^:=]*?)\s*:(?!=)")
+
+
+def where(page, line):
+    return f"{page.relative_to(ROOT)}:{line}"
+
+
+def split_fences(text):
+    """The page's lines with fenced code blanked out, and the fenced blocks apart.
+
+    Returns ``(prose, blocks)``: ``prose`` has the page's line count (so line numbers hold) and
+    each block is ``(opening line number, info string, dedented content, marker)``, where
+    ``marker`` is the text of an HTML comment alone on the last non-blank line before the fence."""
+    lines = text.splitlines()
+    prose, blocks, open_fence = [], [], None
+    for number, line in enumerate(lines, start=1):
+        match = FENCE.match(line)
+        if open_fence is None and match:
+            before = [previous.strip() for previous in lines[:number - 1] if previous.strip()]
+            comment = re.fullmatch(r"<!--\s*(.*?)\s*-->", before[-1]) if before else None
+            open_fence = (number, match["indent"], match["fence"], match["info"].strip(),
+                          comment[1] if comment else None, [])
+            prose.append("")
+        elif open_fence is not None:
+            start, indent, fence, info, marker, content = open_fence
+            if line.strip().startswith(fence) and not line.strip().strip(fence[0]):
+                blocks.append((start, info, "\n".join(content), marker))
+                open_fence = None
+            else:
+                content.append(line[len(indent):] if line.startswith(indent) else line.lstrip())
+            prose.append("")
+        else:
+            prose.append(line)
+    assert open_fence is None, f"{open_fence[0]}: a code fence that is never closed"
+    return prose, blocks
+
+
+def slug(heading):
+    """The anchor GitHub gives a heading: its text as rendered (links become their text, code its
+    content), lowercased, with every character but letters, digits, '_', '-' and spaces removed,
+    and spaces turned into hyphens (so "a — b" gives "a--b")."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)
+    text = INLINE_CODE.sub(lambda match: match[2], text)
+    return re.sub(r"[^\w\- ]", "", text.strip().lower()).replace(" ", "-")
+
+
+def anchors(page):
+    """Every anchor of a page; a repeated heading gets -1, -2, … as on GitHub."""
+    prose, _ = split_fences(page.read_text())
+    found = set()
+    for line in prose:
+        match = HEADING.match(line)
+        if match:
+            base = anchor = slug(match["text"])
+            count = 0
+            while anchor in found:
+                count += 1
+                anchor = f"{base}-{count}"
+            found.add(anchor)
+    return found
+
+
+def link_problems(page):
+    prose, _ = split_fences(page.read_text())
+    problems = []
+    for number, line in enumerate(prose, start=1):
+        line = INLINE_CODE.sub("code", line)
+        for match in LINK.finditer(line):
+            target = match["target"]
+            if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:: not ours to check
+                continue
+            path, _, anchor = urllib.parse.unquote(target).partition("#")
+            resolved = (page.parent / path).resolve() if path else page
+            if not resolved.exists():
+                problems.append(f"{where(page, number)}: link {target}: {path} does not exist "
+                                f"(expected a path relative to the folder of {page.name})")
+            elif anchor and resolved.suffix == ".md":
+                if anchor not in anchors(resolved):
+                    problems.append(f"{where(page, number)}: link {target}: {resolved.relative_to(ROOT)} has no "
+                                    f"heading with anchor #{anchor}")
+    return problems
+
+
+def makefile_targets():
+    targets = set()
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        match = MAKEFILE_RULE.match(line)
+        if match:
+            targets.update(match["targets"].split())
+    return targets
+
+
+def make_targets_named(page):
+    """``(line, target)`` for every ``make <target>`` in the page's code, inline or fenced."""
+    prose, blocks = split_fences(page.read_text())
+    named = [(number, match["target"]) for number, line in enumerate(prose, start=1)
+             for code in INLINE_CODE.finditer(line) for match in MAKE_TARGET.finditer(code[2])]
+    for start, _, content, _ in blocks:
+        for offset, line in enumerate(content.splitlines(), start=1):
+            named += [(start + offset, match["target"]) for match in MAKE_TARGET.finditer(line)]
+    return named
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load, refusing a mapping with the same key twice (YAML would keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        repeated = sorted({str(key) for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise yaml.constructor.ConstructorError(None, None, f"key(s) {', '.join(repeated)} given twice",
+                                                    node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def deep_merge(base, update):
+    """``base`` with ``update`` merged in: mappings key by key, any other value replacing."""
+    merged = dict(base)
+    for key, value in update.items():
+        merged[key] = (deep_merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict)
+                       else value)
+    return merged
+
+
+def yaml_block_problem(block, marker, default_params):
+    """Why a ```yaml block breaks the convention of this module's docstring, or None."""
+    if marker == "not params":
+        return None
+    try:
+        fragment = yaml.load(block, Loader=UniqueKeyLoader)
+    except yaml.YAMLError as error:
+        return f"not valid YAML: {' '.join(str(error).split())}"
+    if not isinstance(fragment, dict):
+        return f"expected a mapping of params.yaml keys, found {type(fragment).__name__}"
+    try:
+        parse_params(deep_merge(copy.deepcopy(default_params), fragment))
+    except ParamsError as error:
+        return None if marker == "refused" else f"params validation refused it: {error}"
+    return "marked <!-- refused --> but params validation accepted it" if marker == "refused" else None
+
+
+def load_readme_tool():
+    spec = importlib.util.spec_from_file_location("readme_tool", ROOT / "tools" / "readme.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------------------------------- the docs
+
+
+def test_docs_exist():
+    names = {page.name for page in PAGES}
+    for name in ("README.md", "your-data.md", "losses.md", "speed.md"):
+        assert name in names, f"{name}: expected in README.md or docs/"
+
+
+def test_every_link_and_anchor_resolves():
+    problems = [problem for page in PAGES for problem in link_problems(page)]
+    if problems:
+        pytest.fail("broken links:\n" + "\n".join(problems), pytrace=False)
+
+
+def test_every_make_target_named_exists():
+    targets = makefile_targets()
+    problems = [f"{where(page, number)}: `make {target}`: the Makefile has no target {target!r}"
+                for page in PAGES for number, target in make_targets_named(page) if target not in targets]
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def test_every_yaml_block_is_accepted_params(default_params_raw):
+    problems, checked = [], 0
+    for page in PAGES:
+        for start, info, content, marker in split_fences(page.read_text())[1]:
+            if info.split()[:1] != ["yaml"]:
+                continue
+            if marker is not None and marker.endswith((":start", ":end")):
+                marker = None  # a report's marker (tools/readme.py), not one of this convention's
+            if marker is not None and marker not in YAML_MARKERS:
+                problems.append(f"{where(page, start)}: <!-- {marker} --> before a yaml block; expected "
+                                + " or ".join(f"<!-- {known} -->" for known in YAML_MARKERS) + " or nothing")
+                continue
+            problem = yaml_block_problem(content, marker, default_params_raw)
+            checked += 1
+            if problem:
+                problems.append(f"{where(page, start)}: yaml block: {problem}")
+    assert checked, "no ```yaml block found in README.md or docs/: is the fence parser broken?"
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def test_readme_is_a_two_minute_read():
+    readme = ROOT / "README.md"
+    lines, size = len(readme.read_text().splitlines()), len(readme.read_bytes())
+    assert lines <= 250 and size <= 15_000, f"README.md: {lines} lines, {size} bytes; expected at most 250 and 15 KB"
+
+
+def test_every_docs_page_says_what_it_is_for():
+    for page in PAGES[1:]:
+        lines = [line for line in page.read_text().splitlines() if line.strip()]
+        assert lines[0].startswith("# "), f"{where(page, 1)}: expected the page's title as a '# ' heading"
+        assert not lines[1].startswith(("#", "```", "|", "<!--")), (
+            f"{page.relative_to(ROOT)}: expected a sentence after the title saying what the reader can do there")
+
+
+# ------------------------------------------------------------------------ the checks themselves
+
+
+@pytest.mark.parametrize("heading, anchor", [
+    ("Ship the student: int8 TFLite, measured, and registered", "ship-the-student-int8-tflite-measured-and-registered"),
+    ("kd — knowledge distillation for Keras, as a DVC pipeline", "kd--knowledge-distillation-for-keras-as-a-dvc-pipeline"),
+    ("How the README's run was made", "how-the-readmes-run-was-made"),
+    ("The `loss` of [a model](x.md)", "the-loss-of-a-model"),
+])
+def test_slug_is_githubs(heading, anchor):
+    assert slug(heading) == anchor
+
+
+def test_fences_markers_and_link_check(tmp_path, monkeypatch):
+    page = tmp_path / "page.md"
+    page.write_text("# Title\n\nSee [there](#title), [gone](#nowhere) and `[not](a-link.md)`.\n\n"
+                    "<!-- refused -->\n\n  ```yaml\n  seed: -1\n  ```\n\n```bash\n# not a heading\nmake nothing\n```\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)  # where() names files relative to ROOT
+    prose, blocks = split_fences(page.read_text())
+    assert blocks[0] == (7, "yaml", "seed: -1", "refused")
+    assert anchors(page) == {"title"}
+    assert link_problems(page) == [f"page.md:3: link #nowhere: page.md has no heading with anchor #nowhere"]
+    assert make_targets_named(page) == [(13, "nothing")]
+
+
+def test_yaml_block_convention(default_params_raw):
+    assert yaml_block_problem("seed: 3", None, default_params_raw) is None
+    assert "refused it: seed" in yaml_block_problem("seed: -1", None, default_params_raw)
+    assert yaml_block_problem("seed: -1", "refused", default_params_raw) is None
+    assert "accepted" in yaml_block_problem("seed: 3", "refused", default_params_raw)
+    assert "given twice" in yaml_block_problem("training:\n  loss: dkd\n  loss: dist", None, default_params_raw)
+    assert yaml_block_problem("stages: {}", "not params", default_params_raw) is None
+
+
+# --------------------------------------------------------------------------------- make readme
+
+
+def test_readme_tool_pastes_reports_where_their_markers_are(tmp_path, capsys):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "reports" / "seeds").mkdir(parents=True)
+    (tmp_path / "reports" / "comparison.md").write_text("| new comparison |\n")
+    (tmp_path / "reports" / "seeds" / "best.md").write_text("best over seeds\n")
+    (tmp_path / "reports" / "seeds" / "lost.md").write_text("no page has its marker\n")
+    readme = tmp_path / "README.md"
+    readme.write_text("# kd\n<!-- comparison:start -->\nold\n<!-- comparison:end -->\n"
+                      "<!-- seeds:bf16:start -->\nno report: kept\n<!-- seeds:bf16:end -->\n")
+    seeds_page = tmp_path / "docs" / "configurations.md"
+    seeds_page.write_text("# c\n\n<!-- seeds:best:start -->\nold\n<!-- seeds:best:end -->\ntail\n")
+    untouched = tmp_path / "docs" / "gpu.md"
+    untouched.write_text("# GPU\n\nno markers here\n")
+    stamp = 1_000_000_000
+    os.utime(untouched, (stamp, stamp))
+
+    changed = load_readme_tool().paste_reports(tmp_path)
+
+    assert sorted(changed) == sorted([readme, seeds_page])
+    assert readme.read_text() == ("# kd\n<!-- comparison:start -->\n| new comparison |\n<!-- comparison:end -->\n"
+                                  "<!-- seeds:bf16:start -->\nno report: kept\n<!-- seeds:bf16:end -->\n")
+    assert seeds_page.read_text() == "# c\n\n<!-- seeds:best:start -->\nbest over seeds\n<!-- seeds:best:end -->\ntail\n"
+    assert untouched.read_text() == "# GPU\n\nno markers here\n" and untouched.stat().st_mtime == stamp
+    assert "not pasted anywhere: reports/seeds/lost.md" in capsys.readouterr().out
+    assert load_readme_tool().paste_reports(tmp_path) == []  # a second run changes nothing
+
