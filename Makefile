@@ -4,7 +4,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: repro test bench bench-data dag readme ci-repro best shapes seeds exp register push pull verify report clean-venv
+.PHONY: repro test bench bench-data generations dag readme ci-repro best shapes seeds exp register push pull verify report clean-venv
 
 $(VENV)/installed: requirements.txt constraints.txt
 	python3 -m venv $(VENV)
@@ -29,6 +29,11 @@ bench: $(VENV)/installed
 SIZES ?= 5000x128 20000x128 80000x128 23000x224
 bench-data: $(VENV)/installed
 	$(PYTHON) bench/data_memory.py --sizes $(SIZES)
+
+# Born-again generations: a distill entry with `generations: k` becomes k entries in params.yaml
+# (<name>_g1 ... <name>_gk, each taught by the one before), which DVC makes k stages of.
+generations: $(VENV)/installed
+	$(PYTHON) tools/generations.py
 
 dag: $(VENV)/installed
 	dvc dag

@@ -73,7 +73,7 @@ def break_params(raw, edit):
         (lambda p: p["distill"]["ta"].update(temperature=0), "distill.ta.temperature: expected a number > 0, found 0"),
         (lambda p: p["distill"]["ta"].update(temperature="hot"), "distill.ta.temperature: expected a number, found 'hot'"),
         (lambda p: p["distill"]["student"].update(teacher="professor"), "distill.student.teacher: 'professor' is not a model"),
-        (lambda p: p["distill"]["student"].pop("temperature"), "distill.student: missing key(s) temperature"),
+        (lambda p: p["distill"]["student"].pop("temperature"), "distill.student: missing key temperature (give it here, or for every distilled model in training:)"),
         (lambda p: p["distill"]["student"].update(architecture="mlp"), "distill.student.architecture: 'mlp' is not in architectures"),
         (lambda p: p["training"].update(distribution="tpu"), "training.distribution: expected one of auto, default, mirrored, multi_worker, found 'tpu'"),
         (lambda p: p["distill"]["ta"].update(precision="float8"), "distill.ta.precision: expected one of auto, float32, mixed_float16, mixed_bfloat16"),
@@ -174,3 +174,18 @@ def test_several_teachers_come_from_the_chain_above_the_teacher(raw_params):
 )
 def test_bad_losses_and_teacher_lists_are_refused_naming_the_key(raw_params, edit, expected):
     assert expected in break_params(raw_params, edit)
+
+
+def test_temperature_and_soft_target_weight_may_come_from_training(raw_params):
+    """Like every training key: a distilled model without them takes training:'s, its own win."""
+    for name in ("ta", "student", "student_direct"):
+        del raw_params["distill"][name]["temperature"], raw_params["distill"][name]["soft_target_weight"]
+    raw_params["training"].update(temperature=2.0, soft_target_weight=0.7)
+    raw_params["distill"]["ta"]["temperature"] = 5.0
+    params = parse_params(raw_params)
+    assert (params.model("student").distillation.temperature, params.model("student").distillation.soft_target_weight) \
+        == (2.0, 0.7)
+    assert params.model("ta").distillation.temperature == 5.0
+    raw_params["training"]["soft_target_weight"] = 2
+    with pytest.raises(ParamsError, match=r"training.soft_target_weight: expected a number in \[0, 1\], found 2.0"):
+        parse_params(raw_params)

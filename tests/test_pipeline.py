@@ -343,6 +343,39 @@ def test_views_are_computed_once_and_a_student_on_them_reruns_only_with_them(rep
     assert "up to date" in run(["dvc", "status"], repo)
 
 
+def test_a_mutual_group_is_one_stage_and_its_peers_are_models(repo):
+    """Two peers trained together: one group stage, a publishing stage each, rows in the comparison,
+    and a peer can teach a student like any model; removing them leaves nothing behind."""
+    run(["dvc", "repro"], repo)
+    commit(repo, "before the peers")
+    set_params(repo, {
+        "mutual": {"pair": {"temperature": 1.0, "soft_target_weight": 0.5}},
+        "peers": {"peer_a": {"architecture": "fc_student", "group": "pair"},
+                  "peer_b": {"architecture": "fc_student", "group": "pair"}},
+        "distill.kd_from_peer": {"architecture": "fc_student", "teacher": "peer_a", "temperature": 4.0,
+                                 "soft_target_weight": 0.5},
+    })
+    output = run(["dvc", "repro"], repo)
+    assert stages_run(output) == ["distill@kd_from_peer", "evaluate", "mutual@pair", "peer@peer_a", "peer@peer_b"]
+    comparison = json.loads((repo / "reports" / "comparison.json").read_text())["models"]
+    assert comparison["peer_a"]["teacher"] == "with peer_b" and "gain_vs_student_scratch" in comparison["peer_a"]
+    assert comparison["kd_from_peer"]["teacher"] == "peer_a"
+    commit(repo, "with the peers")
+    set_params(repo, {"mutual.pair.temperature": 2.0})
+    assert stages_run(run(["dvc", "repro"], repo)) == ["distill@kd_from_peer", "evaluate", "mutual@pair",
+                                                       "peer@peer_a", "peer@peer_b"]
+    commit(repo, "other temperature")
+
+    set_params(repo, {"mutual": {}, "peers": {},
+                      "distill": yaml.safe_load((ROOT / "params.yaml").read_text())["distill"]})
+    run(["dvc", "repro"], repo)
+    for path in ("models/peer_a.keras", "mutual/pair", "dvclive/peer_b", "timings/mutual@pair.json",
+                 "timings/peer@peer_a.json", "metrics/peer_a.json", "models/kd_from_peer.keras"):
+        assert not (repo / path).exists(), path
+    assert "peer_" not in (repo / "dvc.lock").read_text() and "mutual@" not in (repo / "dvc.lock").read_text()
+    assert "up to date" in run(["dvc", "status"], repo)
+
+
 def test_the_best_configuration_over_two_seeds(repo):
     """configs/best.txt through tools/seeds.py: online teacher, no TA, a report, the workspace untouched."""
     # Earlier tests may have given the student another architecture; the gain needs the scratch's.

@@ -4,7 +4,7 @@ Ratios are taken against the *reference teacher*: the first model of ``train:`` 
 teaches another model (``teacher`` in the default params). A distilled model is also
 compared with every other model of the same architecture (for ``student``: the
 ``student_scratch`` and ``student_direct`` controls), as ``gain_vs_<model>``: its
-accuracy minus theirs.
+accuracy minus theirs; so is a peer of a mutual group (its teacher column names its peers).
 """
 
 from pathlib import Path
@@ -45,13 +45,14 @@ def compare(params, metrics, latencies=None):
     comparison = {}
     for name, spec in params.models.items():
         row = {key: metrics[name][key] for key in PER_MODEL_KEYS}
-        row.update(teacher=spec.teacher or "", architecture=spec.architecture, **(latencies or {}).get(name, {}))
+        taught_by = spec.teacher or ("with " + ", ".join(p for p in spec.mutual.peers if p != name) if spec.mutual else "")
+        row.update(teacher=taught_by, architecture=spec.architecture, **(latencies or {}).get(name, {}))
         if base is not None:
             row["accuracy_drop_vs_teacher"] = base["accuracy"] - row["accuracy"]
             row["params_compression"] = base["params"] / row["params"]
             if base["flops"] and row["flops"]:
                 row["flops_compression"] = base["flops"] / row["flops"]
-        if spec.teacher is not None:
+        if spec.teacher is not None or spec.mutual is not None:  # what its teachers (or peers) bought
             for other, other_spec in params.models.items():
                 if other != name and other_spec.architecture == spec.architecture:
                     row[f"gain_vs_{other}"] = row["accuracy"] - metrics[other]["accuracy"]

@@ -27,6 +27,9 @@ The file's sections:
   (optionally mixed up), computed once by their own stage (:mod:`kd.views`).
 - ``distill_views``: models that learn from views, named by their ``views`` key: each step
   sees one view of each image and the teacher's cached outputs on exactly that view.
+- ``mutual``: groups of peers trained together from scratch (deep mutual learning), each peer
+  learning from the labels and from the others' current predictions; ``peers``: the peers'
+  models, each naming its group (:mod:`kd.mutual`).
 - ``evaluate``: how latency is measured (repeats, warm-up, throughput batch size).
 - ``export``: the models shipped as SavedModel, float32 and int8 TFLite files.
 
@@ -47,11 +50,12 @@ TRAINING_KEYS = (
 KEEP = ("last", "best")  # which epoch's weights a model keeps: see kd.training.KeepBestEpoch
 DISTRIBUTIONS = ("auto", "default", "mirrored", "multi_worker")  # see kd.devices
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-DISTILL_KEYS = ("teacher", "temperature", "soft_target_weight")  # required in a distill: entry
-DISTILL_OPTIONAL = ("loss", "teachers", "dense", "drop")
-DISTILL_DEFAULTS = ("loss",)  # keys of training: that only distilled models read
+DISTILL_KEYS = ("teacher",)  # required in a distill: entry
+DISTILL_OPTIONAL = ("loss", "temperature", "soft_target_weight", "teachers", "dense", "drop")
+DISTILL_DEFAULTS = ("loss", "temperature", "soft_target_weight")  # keys of training: only distilled models read
 VIEWS_KEYS = ("teacher", "augmentation", "count")  # required in a views: entry
 VIEWS_OPTIONAL = ("mixup", "layers")
+MUTUAL_DISTRIBUTIONS = ("auto", "default", "mirrored")  # peers share one process's devices
 MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -139,6 +143,21 @@ class ViewsSpec:
 
 
 @dataclass(frozen=True)
+class MutualSpec:
+    """A group of peers trained together (see :mod:`kd.mutual`); training settings are the group's."""
+
+    name: str
+    peers: tuple  # peer model names, in params order
+    temperature: float
+    soft_target_weight: float  # the others' share, as a distilled model's teachers'
+    loss: tuple  # (term, weight) pairs of logit kinds, each peer's others as its teachers
+
+    @property
+    def stage(self):
+        return f"mutual@{self.name}"
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Everything needed to build and train one model (or, ``pretrained``, to load it)."""
 
@@ -157,6 +176,7 @@ class ModelSpec:
     application: dict | None = None  # {application, config, weights, input_size} from keras.applications
     pretrained: Pretrained | None = None
     views: ViewsSpec | None = None  # a student on views (distill_views:) learns from these
+    mutual: MutualSpec | None = None  # a peer (peers:) trains with the rest of its group
 
     @property
     def teacher(self):
@@ -165,7 +185,7 @@ class ModelSpec:
     @property
     def stage(self):
         """The DVC stage that makes it, as dvc.yaml names it: ``train@``, ``distill@`` or ``pretrained@<name>``."""
-        kind = ("pretrained" if self.pretrained else "distill_views" if self.views
+        kind = ("pretrained" if self.pretrained else "peer" if self.mutual else "distill_views" if self.views
                 else "distill" if self.distillation else "train")
         return f"{kind}@{self.name}"
 
@@ -186,6 +206,7 @@ class Params:
     evaluate: EvaluateSpec
     export: ExportSpec = ExportSpec()
     views: dict = None  # name -> ViewsSpec
+    mutual: dict = None  # group name -> MutualSpec
 
     def model(self, name):
         """The spec of model ``name``; a ParamsError lists the known names otherwise."""
@@ -213,7 +234,8 @@ def load_params(path="params.yaml"):
 def parse_params(raw):
     """Validate a params mapping (as read from YAML) and return :class:`Params`."""
     _keys(raw, "params.yaml", required=("seed", "data", "training", "architectures", "train", "evaluate"),
-          optional=("distill", "pretrained", "augmentations", "schedules", "export", "views", "distill_views"))
+          optional=("distill", "pretrained", "augmentations", "schedules", "export", "views", "distill_views",
+                    "mutual", "peers"))
     seed = _integer(raw["seed"], "seed", minimum=0)
     data = _parse_data(raw["data"])
     defaults = _keys(raw["training"], "training", required=TRAINING_KEYS, optional=DISTILL_DEFAULTS)
@@ -224,11 +246,15 @@ def parse_params(raw):
         "schedules": _parse_schedules(raw.get("schedules") or {}),
     }
     named["views"] = _parse_views(raw.get("views") or {}, named["augmentations"])
+    groups = _mapping(raw.get("mutual") or {}, "mutual")
+    peers_of = {}  # group -> its peers, as the peers: entries name them
 
     models = {}
-    for section in ("pretrained", "train", "distill", "distill_views"):
+    for section in ("pretrained", "train", "peers", "distill", "distill_views"):
         entries = raw.get(section) or {}
         _mapping(entries, section)
+        if section == "distill":
+            _refuse_unexpanded_generations(entries, models)
         if section == "train" and not entries and not models:
             raise ParamsError("train: expected at least one model trained on labels alone (or one in pretrained:), "
                               "found none")
@@ -245,9 +271,23 @@ def parse_params(raw):
                 models[name] = _parse_pretrained(name, key, entry, defaults)
             elif section == "distill_views":
                 models[name] = _parse_views_student(name, key, entry, defaults, named)
+            elif section == "peers":
+                models[name] = _parse_peer(name, key, entry, defaults, named, groups)
+                peers_of.setdefault(entry["group"], []).append(name)
             else:
                 models[name] = _parse_model(name, key, entry, defaults, named, distilled=section == "distill")
 
+    mutual = {}
+    for group, entry in groups.items():
+        peers = tuple(peers_of.get(group, ()))
+        if len(peers) < 2:
+            raise ParamsError(f"mutual.{group}: {len(peers)} peer(s) ({', '.join(peers) or 'none'}) name this group in "
+                              "peers:; a group learns mutually with at least two")
+        mutual[group] = _parse_mutual(group, entry, defaults, peers)
+        import dataclasses
+
+        for peer in peers:
+            models[peer] = dataclasses.replace(models[peer], mutual=mutual[group])
     for views in named["views"].values():
         if views.teacher not in models:
             raise ParamsError(f"views.{views.name}.teacher: {views.teacher!r} is not a model "
@@ -257,7 +297,99 @@ def parse_params(raw):
     _check_chains(models)
     _check_feature_layers(models)
     return Params(seed=seed, data=data, models=models, evaluate=_parse_evaluate(raw["evaluate"]),
-                  export=_parse_export(raw.get("export"), models), views=named["views"])
+                  export=_parse_export(raw.get("export"), models), views=named["views"], mutual=mutual)
+
+
+MUTUAL_KEYS = tuple(k for k in TRAINING_KEYS if k != "keep") + ("temperature", "soft_target_weight", "loss")
+
+
+def _refuse_unexpanded_generations(entries, models):
+    """Born-again generations are k models, so k params entries (DVC makes one stage per entry)."""
+    for name, entry in entries.items():
+        if isinstance(entry, dict) and "generations" in entry:
+            expanded = [n for n in expand_generations({name: entry}) if n not in entries]
+            for generation in expanded:
+                if generation in models:
+                    raise ParamsError(f"distill.{name}.generations: generation {generation!r} would collide with "
+                                      f"model {generation!r}; rename one of them")
+            raise ParamsError(f"distill.{name}.generations: {len(expanded)} generation(s) are {len(expanded)} models, "
+                              f"each a stage, and DVC makes one stage per params entry: run `make generations` to "
+                              f"write {', '.join(expanded)} into params.yaml")
+
+
+def expand_generations(entries, section="distill"):
+    """``entries`` (a ``distill:`` mapping) with each ``generations: k`` entry replaced by its chain
+    ``<name>_g1`` … ``<name>_gk`` (see tools/generations.py); other entries unchanged, in order."""
+    expanded = {}
+    for name, entry in entries.items():
+        if not isinstance(entry, dict) or "generations" not in entry:
+            expanded[name] = entry
+            continue
+        key = f"{section}.{name}"
+        count = _integer(entry["generations"], f"{key}.generations", minimum=1)
+        ensemble = entry.get("ensemble", False)
+        if not isinstance(ensemble, bool):
+            raise ParamsError(f"{key}.ensemble: expected true or false, found {ensemble!r}")
+        if "teachers" in entry:
+            raise ParamsError(f"{key}.teachers: generations teach each other; give one teacher (the first "
+                              "generation's), and ensemble: true for the last to learn from all earlier ones")
+        base = {k: v for k, v in entry.items() if k not in ("generations", "ensemble")}
+        names = [f"{name}_g{index}" for index in range(1, count + 1)]
+        for generation in names:
+            if generation in entries:
+                raise ParamsError(f"{key}.generations: generation {generation!r} would collide with "
+                                  f"{section}.{generation}; rename one of them")
+        for index, generation in enumerate(names):
+            expanded[generation] = {**base, "teacher": base["teacher"] if index == 0 else names[index - 1]}
+        if ensemble and count > 1:
+            expanded[names[-1]]["teachers"] = list(reversed(names[:-1]))
+    return expanded
+
+
+def _parse_mutual(group, entry, defaults, peers):
+    """A ``mutual:`` group: how its peers learn from each other (training settings are checked per peer)."""
+    from kd.losses import parse_loss
+
+    key = f"mutual.{group}"
+    _keys(entry, key, optional=MUTUAL_KEYS)
+    settings = {**defaults, **entry}
+
+    def where(name):
+        return f"{key}.{name}" if name in entry else f"training.{name}"
+
+    for name in ("temperature", "soft_target_weight"):
+        if name not in settings:
+            raise ParamsError(f"{key}: missing key {name} (give it here, or in training:)")
+    temperature = _number(settings["temperature"], where("temperature"))
+    if temperature <= 0:
+        raise ParamsError(f"{where('temperature')}: expected a number > 0, found {temperature}")
+    weight = _number(settings["soft_target_weight"], where("soft_target_weight"))
+    if not 0 <= weight <= 1:
+        raise ParamsError(f"{where('soft_target_weight')}: expected a number in [0, 1], found {weight}")
+    loss = parse_loss(settings.get("loss", "hinton"), where("loss"), temperature)
+    for term, _ in loss:
+        if term.features:
+            raise ParamsError(f"{term.where}: {term.name} reads a teacher's layers; peers learn from each other's "
+                              "logits (hinton, dkd, dist)")
+    return MutualSpec(group, peers, temperature, weight, loss)
+
+
+def _parse_peer(name, key, entry, defaults, named, groups):
+    """A ``peers:`` entry: a model trained with its group, on the group's training settings."""
+    _keys(entry, key, required=("architecture", "group"), optional=("optimizer",))
+    group = entry["group"]
+    if not isinstance(group, str) or group not in groups:
+        raise ParamsError(f"{key}.group: {group!r} is not a group of mutual: (known: {', '.join(map(str, groups)) or 'none'})")
+    settings = {k: v for k, v in (groups[group] or {}).items() if k in TRAINING_KEYS}
+    if "keep" in (groups[group] or {}):
+        raise ParamsError(f"mutual.{group}: unknown key(s) keep; peers keep their last epoch's weights")
+    distribution = settings.get("distribution", defaults["distribution"])
+    if distribution not in MUTUAL_DISTRIBUTIONS:
+        raise ParamsError(f"mutual.{group}.distribution: {distribution!r}; peers train together in one process: "
+                          f"expected one of {', '.join(MUTUAL_DISTRIBUTIONS)}")
+    own = {"architecture": entry["architecture"], **settings, **({"optimizer": entry["optimizer"]}
+                                                                  if "optimizer" in entry else {})}
+    return _parse_model(name, key, own, {**defaults, "keep": "last"}, named, distilled=False)
 
 
 def _parse_views(raw, augmentations):
@@ -513,15 +645,19 @@ def _parse_architectures(raw):
 
 
 def _parse_distillation(key, entry, settings, setting_key):
+    """The distillation of a model ``entry``; ``settings`` are its keys over the ``training:`` defaults."""
     from kd.losses import parse_loss
 
-    temperature = _number(entry["temperature"], f"{key}.temperature")
-    if temperature <= 0:
-        raise ParamsError(f"{key}.temperature: expected a number > 0, found {temperature}")
-    weight = _number(entry["soft_target_weight"], f"{key}.soft_target_weight")
-    if not 0 <= weight <= 1:
-        raise ParamsError(f"{key}.soft_target_weight: expected a number in [0, 1], found {weight}")
     teacher = entry["teacher"]
+    for name in ("temperature", "soft_target_weight"):
+        if name not in settings:
+            raise ParamsError(f"{key}: missing key {name} (give it here, or for every distilled model in training:)")
+    temperature = _number(settings["temperature"], setting_key("temperature"))
+    if temperature <= 0:
+        raise ParamsError(f"{setting_key('temperature')}: expected a number > 0, found {temperature}")
+    weight = _number(settings["soft_target_weight"], setting_key("soft_target_weight"))
+    if not 0 <= weight <= 1:
+        raise ParamsError(f"{setting_key('soft_target_weight')}: expected a number in [0, 1], found {weight}")
     if not isinstance(teacher, str):
         raise ParamsError(f"{key}.teacher: expected a model name, found {teacher!r}")
     loss = parse_loss(settings.get("loss", "hinton"), setting_key("loss"), temperature)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import yaml
 
-STAGE_KINDS = ("pretrained", "train", "distill", "distill_views", "views", "export")  # templated stages: <kind>@<name>
+STAGE_KINDS = ("pretrained", "train", "distill", "distill_views", "views", "mutual", "peer", "export")  # templated stages: <kind>@<name>
 
 
 def remove_stale(params, models="models", logits="logits", curves="dvclive", timings="timings", exported="exported",
-                 lock="dvc.lock"):
+                 lock="dvc.lock", mutual="mutual"):
     """Delete the outputs and ``dvc.lock`` entries of models and stages no longer in ``params``.
 
     Returns what was removed, as paths and stage names, for the log.
@@ -27,7 +27,8 @@ def remove_stale(params, models="models", logits="logits", curves="dvclive", tim
 
     names = set(params.models)
     stages = ({spec.stage for spec in params.models.values()} | {f"export@{name}" for name in params.export.models}
-              | {views.stage for views in (params.views or {}).values()})
+              | {views.stage for views in (params.views or {}).values()}
+              | {group.stage for group in (params.mutual or {}).values()})
     removed = []
     for folder, pattern in ((models, "*.keras"), (logits, "*.npy")):
         for path in sorted(Path(folder).glob(pattern)):
@@ -40,6 +41,10 @@ def remove_stale(params, models="models", logits="logits", curves="dvclive", tim
             removed.append(f"{path}/")
     for path in sorted((Path(logits) / "views").glob("*")):
         if path.is_dir() and path.name not in (params.views or {}):
+            shutil.rmtree(path)
+            removed.append(f"{path}/")
+    for path in sorted(Path(mutual).glob("*")):
+        if path.is_dir() and path.name not in (params.mutual or {}):
             shutil.rmtree(path)
             removed.append(f"{path}/")
     for path in sorted(Path(exported).glob("*")):
