@@ -4,7 +4,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: repro test bench bench-data generations dag readme ci-repro best shapes seeds exp register push pull verify report clean-venv
+.PHONY: repro test bench bench-data generations dag readme plots plots-libs ci-repro best shapes seeds exp register push pull verify report clean-venv
 
 $(VENV)/installed: requirements.txt constraints.txt
 	python3 -m venv $(VENV)
@@ -45,6 +45,15 @@ clean-venv:
 # docs/*.md, wherever their markers are.
 readme: $(VENV)/installed
 	$(PYTHON) tools/readme.py
+
+# `dvc plots show`'s page, made to open with no network: dvc_plots/index.html with Vega, Vega-Lite and
+# vega-embed inlined (tools/plots_page.py). plots-libs only installs those, pinned, from the npm
+# registry into .kd-node/ (once; a no-op when they are there): .ci/run calls it before the tests.
+plots: $(VENV)/installed
+	$(PYTHON) tools/plots_page.py
+
+plots-libs:
+	@python3 tools/plots_page.py --install-only
 
 # A configuration is params.yaml plus the `dvc exp run -S` overrides of configs/<name>.txt.
 overrides = $$(grep -v -e '^\#' -e '^[[:space:]]*$$' configs/$(1).txt | sed 's/^/-S /')
