@@ -32,6 +32,9 @@ def main(argv=None):
                           f"{', '.join(params.mutual) or 'none'}")
     group = params.mutual[args.group]
     specs = [params.model(name) for name in group.peers]
+    from kd.devices import use_backend
+
+    use_backend(specs[0].backend, f"mutual.{group.name}.backend")  # before Keras is imported
     from kd.artifacts import atomic_directory, save_model, write_json
     from kd.batches import write_logits
     from kd.data import load_split

@@ -35,6 +35,9 @@ def main(argv=None):
     spec = params.model(args.model)
     if spec.pretrained is not None:
         raise ParamsError(f"model {spec.name!r} is loaded from {spec.pretrained.path} by stage {spec.stage}, not trained")
+    from kd.devices import use_backend
+
+    use_backend(spec.backend, f"training.backend of model {spec.name!r}")  # before Keras is imported
     if spec.distribution == "multi_worker":  # before any other TensorFlow work: collectives start first
         from kd.devices import multi_worker_strategy
 

@@ -7,12 +7,16 @@ all read :class:`kd.data.Split` rows a batch at a time (positioned reads of
 beside the target columns (labels, teachers' cached logits, read the same way), row for row.
 Memory is bounded by the batches in flight, whatever the size of the data set.
 
-The order of the training rows is TensorFlow's seeded shuffle of the row indices, reshuffled
-each epoch (``Dataset.range(n).shuffle(n, seed)``): what kd has always used, so models trained
-before streaming came in are byte-identical to those trained now. Under ``multi_worker`` each
-worker reads only its own share of each global batch.
+Under TensorFlow the batches come as a ``tf.data`` pipeline, the order of the training rows
+being TensorFlow's seeded shuffle of the row indices, reshuffled each epoch
+(``Dataset.range(n).shuffle(n, seed)``): what kd has always used, so models trained before
+streaming came in are byte-identical to those trained now. Under ``multi_worker`` each worker
+reads only its own share of each global batch. Under JAX and PyTorch they come as a
+``keras.utils.PyDataset`` (:class:`PyBatches`, no TensorFlow), each epoch's order drawn by
+NumPy from ``(seed, epoch)``; students on views use that order on every backend.
 """
 
+import keras
 import numpy as np
 
 PREDICT_BATCH_SIZE = 1024  # images per batch where no gradients are kept: validation, logits, test sets
@@ -33,6 +37,8 @@ def training_batches(split, columns=(), *, batch_size, shuffle_seed=None, strate
     shown as the view of that epoch: ``x`` is ``{"images": ..., <the view's transformation>}``
     and ``targets`` is ``(labels, {"logits": <the teacher's on the view>, <cached layers>})``.
     """
+    if keras.backend.backend() != "tensorflow":
+        return PyBatches(split, columns, batch_size=batch_size, shuffle_seed=shuffle_seed, views=views)
     import tensorflow as tf
 
     def pipeline(replica=0, replicas=1):
@@ -46,6 +52,46 @@ def training_batches(split, columns=(), *, batch_size, shuffle_seed=None, strate
 
         return strategy.distribute_datasets_from_function(per_worker)
     return pipeline()
+
+
+def epoch_order(count, seed, epoch):
+    """The seeded permutation of ``count`` rows for ``epoch`` (views, and the backends other than TensorFlow)."""
+    return np.random.default_rng([seed, int(epoch)]).permutation(count).astype(np.int64)
+
+
+class PyBatches(keras.utils.PyDataset):
+    """The batches of :func:`training_batches` as a ``PyDataset``, for JAX and PyTorch: the same rows
+    read the same way, two batches read ahead by threads, each epoch in its own seeded order."""
+
+    def __init__(self, split, columns=(), *, batch_size, shuffle_seed=None, views=None):
+        super().__init__(workers=PARALLEL_READS, use_multiprocessing=False, max_queue_size=PREFETCH + PARALLEL_READS)
+        self.split, self.columns, self.batch_size = split, tuple(columns), batch_size
+        self.shuffle_seed, self.views = shuffle_seed, views
+        self.epoch = 0
+        self.order = self._order()
+
+    def _order(self):
+        if self.shuffle_seed is None:
+            return np.arange(len(self.split))
+        return epoch_order(len(self.split), self.shuffle_seed, self.epoch)
+
+    def __len__(self):
+        return -(-len(self.split) // self.batch_size)
+
+    def __getitem__(self, index):
+        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        x, labels = self.split.images[rows], self.split.y[rows]
+        if self.views is not None:
+            columns = self.views.columns(rows, self.epoch, self.split)
+            teacher = {name[len("teacher_"):]: columns.pop(name) for name in list(columns) if name.startswith("teacher_")}
+            return {"images": x, **columns}, (labels, teacher)
+        if not self.columns:
+            return x, labels
+        return x, (labels, *(np.asarray(column[rows]) for column in self.columns))
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self.order = self._order()
 
 
 def _share(worker, workers):
@@ -93,7 +139,7 @@ def _views_pipeline(split, views, batch_size, shuffle_seed, epochs, worker, work
     count = len(split)
 
     def order(epoch):  # each epoch its own seeded permutation of the images
-        return np.random.default_rng([shuffle_seed, int(epoch)]).permutation(count).astype(np.int64)
+        return epoch_order(count, shuffle_seed, epoch)
 
     def epoch_batches(epoch):
         rows = tf.numpy_function(order, [epoch], tf.int64, stateful=False)

@@ -12,7 +12,7 @@ from pathlib import Path
 PER_MODEL_KEYS = ("accuracy", "errors", "params", "flops", "size_bytes")
 # What metrics/<model>.json holds, so `dvc metrics show` fits a terminal; the rest is in reports/.
 HEADLINE = ("accuracy", "errors", "loss", "agreement", "params", "flops", "size_bytes", "precision",
-            "chosen_by")
+            "chosen_by", "backend")
 
 
 def reference_teacher(params):
@@ -207,14 +207,15 @@ def logged_metrics(curves_dir):
 
 
 def training_setup(curves_dir):
-    """``{"precision", "chosen_by"}`` a model trained with, as its stage recorded them."""
+    """``{"precision", "chosen_by"[, "backend"]}`` a model trained with, as its stage recorded them
+    (``backend`` where it was not TensorFlow, kd's default, which the setups recorded before omit)."""
     import json
 
     path = Path(curves_dir) / "training.json"
     if not path.is_file():  # curves written before the stage recorded its setup
         return {}
     setup = json.loads(path.read_text())
-    return {key: setup[key] for key in ("precision", "chosen_by") if key in setup}
+    return {key: setup[key] for key in ("precision", "chosen_by", "backend") if key in setup}
 
 
 def read_curves(curves_dir, metric):

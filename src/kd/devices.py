@@ -1,25 +1,65 @@
-"""Where training runs: the ``tf.distribute`` strategy and the numeric precision.
+"""Where training runs: the Keras backend, the distribution and the numeric precision.
 
-Both are chosen from params (``training.distribution``, ``training.precision``), ``auto``
-by default:
+All three are chosen from params (``training.backend``, ``training.distribution``,
+``training.precision``), per model:
 
-- distribution ``auto``: ``MirroredStrategy`` over the GPUs when there are several, else
-  TensorFlow's default strategy (one device); ``mirrored`` forces ``MirroredStrategy``
-  over every GPU, or over every logical CPU device when there is no GPU; ``default``
-  forces one device; ``multi_worker``: ``MultiWorkerMirroredStrategy`` over the machines
-  that ``TF_CONFIG`` lists (:func:`multi_worker_strategy`), every worker running the stage,
-  the chief (worker 0) alone writing its outputs.
+- backend ``tensorflow`` (default), ``jax`` or ``torch``: :func:`use_backend` sets
+  ``KERAS_BACKEND`` before Keras is first imported (a stage calls it once it knows its model);
+  a stage that trains under JAX or PyTorch imports no TensorFlow. The ``.keras`` files are
+  backend-neutral, so FLOPs, export and evaluate run under TensorFlow whatever trained a model.
+- distribution ``auto``: on TensorFlow, ``MirroredStrategy`` over the GPUs when there are several,
+  else one device; on JAX, ``keras.distribution.DataParallel`` over the devices when there are
+  several; on PyTorch, one device. ``mirrored`` forces the several-device form (TensorFlow: every
+  GPU, or every logical CPU device when there is no GPU; JAX: every device); ``default`` forces one
+  device; ``multi_worker`` (TensorFlow only): ``MultiWorkerMirroredStrategy`` over the machines that
+  ``TF_CONFIG`` lists (:func:`multi_worker_strategy`), every worker running the stage, the chief
+  (worker 0) alone writing its outputs.
 - precision ``auto``: ``mixed_float16`` when a GPU is present, else ``float32``. Not bfloat16
   on CPUs that have it: over three seeds of the default pipeline, ``mixed_bfloat16`` cost
-  ``student_direct`` accuracy beyond seed noise; it was twice as slow as float32 on a CPU with
-  AVX512-BF16 alone; and a default that depended on the CPU would give different models on
-  different machines (README: Speed). Name ``mixed_bfloat16`` (or any Keras dtype policy) to
-  use it. Under a mixed policy the weights stay float32 and the loss, softmax and metrics are
-  computed in float32; the saved model is a float32 model (:func:`kd.models.float32_copy`), so
-  serving and export do not depend on it.
+  ``student_direct`` accuracy beyond seed noise, and a default that depended on the CPU would
+  give different models on different machines (docs/speed.md). Name ``mixed_bfloat16`` (or any
+  Keras dtype policy) to use it. Under a mixed policy the weights stay float32 and the loss,
+  softmax and metrics are computed in float32; the saved model is a float32 model
+  (:func:`kd.models.float32_copy`), so serving and export do not depend on it.
 """
 
-import tensorflow as tf
+import contextlib
+import importlib.util
+import os
+import sys
+
+from kd.errors import ParamsError
+
+BACKENDS = ("tensorflow", "jax", "torch")
+INSTALL = {"tensorflow": "pip install tensorflow", "jax": "pip install 'jax[cpu]' (or jax[cuda12] for GPUs)",
+           "torch": "pip install torch"}
+
+
+def use_backend(backend, key="training.backend"):
+    """Make ``backend`` Keras's backend for this process; call before anything imports Keras."""
+    if importlib.util.find_spec(backend) is None:
+        raise ParamsError(f"{key}: {backend}, but the package {backend!r} is not installed: {INSTALL[backend]}")
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != backend:
+            raise RuntimeError(f"Keras was imported with backend {keras.backend.backend()!r} before "
+                               f"{backend!r} was chosen")
+    os.environ["KERAS_BACKEND"] = backend
+    if backend != "tensorflow":
+        import keras  # noqa: F401  (now, with the backend chosen)
+        from keras.src.utils import module_utils
+
+        # Keras imports TensorFlow wherever it is installed for interop kd does not use off
+        # TensorFlow (tf.TensorShape checks when saving, tf.data adapters): seconds of start-up and
+        # a second framework's memory in a JAX or PyTorch stage. Tell it TensorFlow is absent.
+        module_utils.tensorflow._available = False
+
+
+def backend():
+    import keras
+
+    return keras.backend.backend()
 
 
 _multi_worker = {}
@@ -57,6 +97,8 @@ def multi_worker_strategy():
     TensorFlow configures collective ops at start-up: call this before any other TensorFlow
     work in the process (the train stage does, for ``distribution: multi_worker``).
     """
+    import tensorflow as tf
+
     if "strategy" not in _multi_worker:
         workers, index = tf_config()
         _multi_worker["strategy"] = tf.distribute.MultiWorkerMirroredStrategy()
@@ -71,7 +113,9 @@ def is_chief():
 
 
 def strategy_for(setting):
-    """The ``tf.distribute`` strategy for ``training.distribution``."""
+    """The ``tf.distribute`` strategy for ``training.distribution`` (TensorFlow backend)."""
+    import tensorflow as tf
+
     if setting == "multi_worker":
         return multi_worker_strategy()
     gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
@@ -81,11 +125,58 @@ def strategy_for(setting):
     return tf.distribute.MirroredStrategy(devices)
 
 
+@contextlib.contextmanager
+def distribution_scope(setting):
+    """Enter the distribution of ``training.distribution`` on the current backend; yield its replicas."""
+    name = backend()
+    if name == "tensorflow":
+        strategy = strategy_for(setting)
+        with strategy.scope():
+            yield strategy.num_replicas_in_sync, type(strategy).__name__
+        return
+    if setting == "multi_worker":
+        raise ParamsError(f"training.distribution: multi_worker is TensorFlow's MultiWorkerMirroredStrategy; "
+                          f"the {name} backend has no such strategy in kd: use tensorflow, or one machine")
+    if name == "jax":
+        import keras
+
+        devices = keras.distribution.list_devices()
+        if setting == "mirrored" or (setting == "auto" and len(devices) > 1):
+            distribution = keras.distribution.DataParallel(devices=devices)
+            previous = keras.distribution.distribution()
+            keras.distribution.set_distribution(distribution)
+            try:
+                yield len(devices), "DataParallel"
+            finally:
+                keras.distribution.set_distribution(previous)
+            return
+    elif setting == "mirrored":
+        raise ParamsError("training.distribution: mirrored needs tensorflow or jax; the torch backend trains on "
+                          "one device in kd")
+    yield 1, "one device"
+
+
+def has_gpu():
+    """Whether the current backend sees a GPU."""
+    name = backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if name == "jax":
+        import jax
+
+        return any(device.platform == "gpu" for device in jax.devices())
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def precision_policy(setting):
     """``(policy, chosen_by)``: the Keras dtype policy for ``training.precision``, and what chose it
     (``params``, ``GPU`` or ``CPU``)."""
     if setting != "auto":
         return setting, "params"
-    if tf.config.list_physical_devices("GPU"):
+    if has_gpu():
         return "mixed_float16", "GPU"
     return "float32", "CPU"

@@ -29,8 +29,9 @@ own term (DGKD). Feature kinds need the teacher's layers, so the teacher runs on
 A term's value and its parts become training curves (``train/soft_loss``: the teachers'
 whole share; ``train/<kind>_<part>`` for terms with parts or objectives with several terms).
 
-This module is imported by params validation, which must stay light: TensorFlow is imported
-inside the functions that compute, as Keras does for optional dependencies.
+The mathematics is written in ``keras.ops``, so it runs on each of Keras's backends (TensorFlow,
+JAX, PyTorch). This module is imported by params validation, which must stay light: Keras is
+imported inside the functions that compute.
 """
 
 import math
@@ -54,54 +55,85 @@ def kind(cls):
 
 def hard_label_loss(labels, logits):
     """Mean cross-entropy of integer ``labels`` against ``logits``."""
-    import tensorflow as tf
+    from keras import ops
 
-    logits = tf.cast(logits, tf.float32)
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    logits = ops.cast(logits, "float32")
+    return ops.mean(ops.sparse_categorical_crossentropy(labels, logits, from_logits=True))
 
 
 def mixed_hard_label_loss(labels, logits, mixing):
     """Mixup's cross-entropy: λ · CE(labels) + (1 − λ) · CE(partner labels), averaged over the batch;
     ``mixing`` is ``(partner labels, λ)``, or None for :func:`hard_label_loss`."""
-    import tensorflow as tf
+    from keras import ops
 
     if mixing is None:
         return hard_label_loss(labels, logits)
     partner_labels, lam = mixing
-    logits = tf.cast(logits, tf.float32)
-    own = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-    partner = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=partner_labels, logits=logits)
-    lam = tf.cast(lam, tf.float32)
-    return tf.reduce_mean(lam * own + (1.0 - lam) * partner)
+    logits = ops.cast(logits, "float32")
+    own = ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+    partner = ops.sparse_categorical_crossentropy(partner_labels, logits, from_logits=True)
+    lam = ops.cast(lam, "float32")
+    return ops.mean(lam * own + (1.0 - lam) * partner)
+
+
+def add_all(values):
+    """``values[0] + values[1] + …``, left to right (one term: itself)."""
+    total = values[0]
+    for value in values[1:]:
+        total = total + value
+    return total
+
+
+def stateless_uniform(count, seed, step):
+    """``count`` uniform draws in [0, 1) that depend only on ``(seed, step)``, on every backend.
+
+    On TensorFlow, TensorFlow's stateless op, as kd has drawn them since DGKD came in (so its
+    runs stay as they were); elsewhere the backend's counter-based generator keyed the same way.
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.random.stateless_uniform([count], seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)]))
+    if backend == "jax":
+        import jax
+
+        return jax.random.uniform(jax.random.fold_in(jax.random.PRNGKey(seed), step), (count,))
+    import torch
+
+    generator = torch.Generator(device="cpu").manual_seed(int(seed) * 1_000_003 + int(step))
+    return torch.rand(count, generator=generator).to(keras.ops.convert_to_tensor(0.0).device)
 
 
 def standardize(logits):
     """Each row z-scored: (z − mean) / (1e-7 + unbiased std), as Sun et al.'s code does."""
-    import tensorflow as tf
+    from keras import ops
 
-    logits = tf.cast(logits, tf.float32)
-    mean = tf.reduce_mean(logits, axis=-1, keepdims=True)
-    count = tf.cast(tf.shape(logits)[-1], tf.float32)
-    variance = tf.reduce_sum(tf.square(logits - mean), axis=-1, keepdims=True) / (count - 1.0)
-    return (logits - mean) / (1e-7 + tf.sqrt(variance))
+    logits = ops.cast(logits, "float32")
+    mean = ops.mean(logits, axis=-1, keepdims=True)
+    count = float(logits.shape[-1])  # the classes: static
+    variance = ops.sum(ops.square(logits - mean), axis=-1, keepdims=True) / (count - 1.0)
+    return (logits - mean) / (1e-7 + ops.sqrt(variance))
 
 
 def kl_from_log_probs(target_log_probs, log_probs):
     """Mean over the batch of KL(p ‖ q), both given as log-probabilities."""
-    import tensorflow as tf
+    from keras import ops
 
-    kl = tf.reduce_sum(tf.exp(target_log_probs) * (target_log_probs - log_probs), axis=-1)
-    return tf.reduce_mean(kl)
+    kl = ops.sum(ops.exp(target_log_probs) * (target_log_probs - log_probs), axis=-1)
+    return ops.mean(kl)
 
 
 def target_and_rest(log_probs, target_mask):
     """Log-probabilities of DKD's two bins, [target class, all other classes], without a log of 0."""
-    import tensorflow as tf
+    from keras import ops
 
-    target = tf.reduce_sum(log_probs * target_mask, axis=-1, keepdims=True)
-    others = tf.where(target_mask > 0, -math.inf, log_probs)  # exp(-inf) = 0: no gradient, no NaN
-    rest = tf.reduce_logsumexp(others, axis=-1, keepdims=True)
-    return tf.concat([target, rest], axis=-1)
+    target = ops.sum(log_probs * target_mask, axis=-1, keepdims=True)
+    others = ops.where(target_mask > 0, -math.inf, log_probs)  # exp(-inf) = 0: no gradient, no NaN
+    rest = ops.logsumexp(others, axis=-1, keepdims=True)
+    return ops.concatenate([target, rest], axis=-1)
 
 
 def hinton(teacher_logits, student_logits, temperature, standardize=False):
@@ -126,73 +158,76 @@ def dist(teacher_logits, student_logits, temperature):
 
 def fitnet(student_feature, teacher_feature):
     """Mean squared error between a (regressed) student feature and the teacher's."""
-    import tensorflow as tf
+    from keras import ops
 
-    return tf.reduce_mean(tf.square(tf.cast(student_feature, tf.float32) - tf.cast(teacher_feature, tf.float32)))
+    return ops.mean(ops.square(ops.cast(student_feature, "float32") - ops.cast(teacher_feature, "float32")))
 
 
 def attention(student_feature, teacher_feature):
     """Attention transfer between two NHWC maps: the larger map is average-pooled to the smaller's size."""
-    import tensorflow as tf
+    from keras import ops
 
     def pooled_to(feature, size):
         factor = feature.shape[1] // size
-        return feature if factor == 1 else tf.nn.avg_pool2d(feature, factor, factor, "VALID")
+        return feature if factor == 1 else ops.average_pool(feature, factor, factor, "valid")
 
     def attention_map(feature):  # mean over channels of f², flattened, L2-normalised per sample
-        feature = tf.cast(feature, tf.float32)
-        flat = tf.reshape(tf.reduce_mean(tf.square(feature), axis=-1), [tf.shape(feature)[0], -1])
-        return flat / tf.maximum(tf.norm(flat, axis=-1, keepdims=True), 1e-12)
+        feature = ops.cast(feature, "float32")
+        flat = ops.reshape(ops.mean(ops.square(feature), axis=-1), (-1, feature.shape[1] * feature.shape[2]))
+        return flat / ops.maximum(ops.sqrt(ops.sum(ops.square(flat), axis=-1, keepdims=True)), 1e-12)
 
     size = min(student_feature.shape[1], teacher_feature.shape[1])
     student_map = attention_map(pooled_to(student_feature, size))
     teacher_map = attention_map(pooled_to(teacher_feature, size))
-    return tf.reduce_mean(tf.square(student_map - teacher_map))
+    return ops.mean(ops.square(student_map - teacher_map))
 
 
 def rkd(student_feature, teacher_feature, distance=True, angle=True):
     """``(distance, angle)``: RKD's two smooth-L1 terms, before their weights (0 where not asked for)."""
-    import tensorflow as tf
+    from keras import ops
 
     def flat(feature):
-        feature = tf.cast(feature, tf.float32)
-        return tf.reshape(feature, [tf.shape(feature)[0], -1])
+        feature = ops.cast(feature, "float32")
+        return ops.reshape(feature, (-1, int(math.prod(feature.shape[1:]))))
+
+    def eye_like(gram):
+        return ops.eye(ops.shape(gram)[0], dtype="float32")
 
     def distances(gram):  # pairwise Euclidean distances, the diagonal 0 (sqrt of at least 1e-12 off it)
-        squared = tf.linalg.diag_part(gram)
-        d = tf.sqrt(tf.maximum(squared[:, None] + squared[None, :] - 2.0 * gram, 1e-12))
-        return d * (1.0 - tf.eye(tf.shape(gram)[0]))
+        squared = ops.diagonal(gram)
+        d = ops.sqrt(ops.maximum(squared[:, None] + squared[None, :] - 2.0 * gram, 1e-12))
+        return d * (1.0 - eye_like(gram))
 
     def normalised(d):  # divided by the mean distance between distinct samples
-        positive = tf.cast(d > 0, tf.float32)
-        return d / (tf.reduce_sum(d) / tf.reduce_sum(positive))
+        positive = ops.cast(d > 0, "float32")
+        return d / (ops.sum(d) / ops.sum(positive))
 
     def angles(gram, d):
         # cos ∠(e_i − e_j, e_k − e_j) = (G_ik − G_ij − G_jk + G_jj) / (d_ij d_jk), from the Gram
         # matrix: O(B³) without the feature dimension, instead of B² difference vectors of size D.
         # Where i = j or k = j the difference vector is 0 and the reference's cosine is 0.
-        numerator = gram[None, :, :] - gram[:, :, None] - gram[:, None, :] + tf.linalg.diag_part(gram)[:, None, None]
-        norms = tf.maximum(d, 1e-12) * (1.0 - tf.eye(tf.shape(gram)[0])) + tf.eye(tf.shape(gram)[0])
+        numerator = gram[None, :, :] - gram[:, :, None] - gram[:, None, :] + ops.diagonal(gram)[:, None, None]
+        norms = ops.maximum(d, 1e-12) * (1.0 - eye_like(gram)) + eye_like(gram)
         cosines = numerator / (norms[:, :, None] * norms[:, None, :])
-        distinct = (1.0 - tf.eye(tf.shape(gram)[0]))
-        return tf.reshape(cosines * distinct[:, :, None] * distinct[:, None, :], [-1])
+        distinct = (1.0 - eye_like(gram))
+        return ops.reshape(cosines * distinct[:, :, None] * distinct[:, None, :], (-1,))
 
     relations = []
-    for feature in (flat(student_feature), tf.stop_gradient(flat(teacher_feature))):
-        gram = tf.matmul(feature, feature, transpose_b=True)
+    for feature in (flat(student_feature), ops.stop_gradient(flat(teacher_feature))):
+        gram = ops.matmul(feature, ops.transpose(feature))
         d = distances(gram)
         relations.append((normalised(d) if distance else None, angles(gram, d) if angle else None))
     (student_d, student_a), (teacher_d, teacher_a) = relations
-    zero = tf.constant(0.0)
+    zero = ops.convert_to_tensor(0.0)
     return (smooth_l1(student_d, teacher_d) if distance else zero, smooth_l1(student_a, teacher_a) if angle else zero)
 
 
 def smooth_l1(x, y):
     """Mean smooth-L1 (Huber with δ 1) between ``x`` and ``y``, as PyTorch's default."""
-    import tensorflow as tf
+    from keras import ops
 
-    difference = tf.abs(x - y)
-    return tf.reduce_mean(tf.where(difference < 1.0, 0.5 * tf.square(difference), difference - 0.5))
+    difference = ops.abs(x - y)
+    return ops.mean(ops.where(difference < 1.0, 0.5 * ops.square(difference), difference - 0.5))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -280,9 +315,9 @@ class LogitTerm(Term):
         return self.config["temperature"]
 
     def _logits(self, logits):
-        import tensorflow as tf
+        from keras import ops
 
-        return standardize(logits) if self.config["standardize"] else tf.cast(logits, tf.float32)
+        return standardize(logits) if self.config["standardize"] else ops.cast(logits, "float32")
 
     def teacher_targets(self, teacher_logits, labels):
         raise NotImplementedError
@@ -299,14 +334,14 @@ class Hinton(LogitTerm):
     name = "hinton"
 
     def teacher_targets(self, teacher_logits, labels):
-        import tensorflow as tf
+        from keras import ops
 
-        return (tf.nn.log_softmax(self._logits(teacher_logits) / self.temperature, axis=-1),)
+        return (ops.log_softmax(self._logits(teacher_logits) / self.temperature, axis=-1),)
 
     def value(self, targets, student_logits, labels, progress=None):
-        import tensorflow as tf
+        from keras import ops
 
-        student_log_probs = tf.nn.log_softmax(self._logits(student_logits) / self.temperature, axis=-1)
+        student_log_probs = ops.log_softmax(self._logits(student_logits) / self.temperature, axis=-1)
         return self.temperature**2 * kl_from_log_probs(targets[0], student_log_probs), {}
 
 
@@ -326,11 +361,11 @@ class DecoupledKD(LogitTerm):
             raise ParamsError(f"{self.where}.warmup_epochs: expected an integer >= 0, found {warmup!r}")
 
     def _split(self, scaled_logits, labels):
-        import tensorflow as tf
+        from keras import ops
 
-        mask = tf.one_hot(labels, tf.shape(scaled_logits)[-1], dtype=tf.float32)
-        bins = target_and_rest(tf.nn.log_softmax(scaled_logits, axis=-1), mask)
-        others = tf.nn.log_softmax(scaled_logits - NEGATIVE_LARGE * mask, axis=-1)
+        mask = ops.one_hot(labels, scaled_logits.shape[-1], dtype="float32")
+        bins = target_and_rest(ops.log_softmax(scaled_logits, axis=-1), mask)
+        others = ops.log_softmax(scaled_logits - NEGATIVE_LARGE * mask, axis=-1)
         return bins, others
 
     def teacher_targets(self, teacher_logits, labels):
@@ -342,9 +377,9 @@ class DecoupledKD(LogitTerm):
         nckd = self.temperature**2 * kl_from_log_probs(targets[1], student_others)
         total = self.config["alpha"] * tckd + self.config["beta"] * nckd
         if self.config["warmup_epochs"] > 1 and progress is not None:  # min(epoch / warm-up, 1), epochs from 1
-            import tensorflow as tf
+            from keras import ops
 
-            total = tf.minimum(tf.cast(progress, tf.float32) / self.config["warmup_epochs"], 1.0) * total
+            total = ops.minimum(ops.cast(progress, "float32") / self.config["warmup_epochs"], 1.0) * total
         return total, {"tckd": tckd, "nckd": nckd}
 
 
@@ -362,27 +397,30 @@ class Dist(LogitTerm):
         self._positive("gamma", allow_zero=True)
 
     def _logits(self, logits):
-        import tensorflow as tf
+        from keras import ops
 
-        return tf.cast(logits, tf.float32)
+        return ops.cast(logits, "float32")
 
     def teacher_targets(self, teacher_logits, labels):
-        import tensorflow as tf
+        from keras import ops
 
-        return (tf.nn.log_softmax(self._logits(teacher_logits) / self.temperature, axis=-1),)
+        return (ops.log_softmax(self._logits(teacher_logits) / self.temperature, axis=-1),)
 
     def value(self, targets, student_logits, labels, progress=None):
-        import tensorflow as tf
+        from keras import ops
+
+        def norm(a):
+            return ops.sqrt(ops.sum(ops.square(a), axis=1))
 
         def pearson(a, b):  # per row: cosine of the mean-centred vectors, eps 1e-8 as the authors'
-            a = a - tf.reduce_mean(a, axis=1, keepdims=True)
-            b = b - tf.reduce_mean(b, axis=1, keepdims=True)
-            return tf.reduce_sum(a * b, axis=1) / (tf.norm(a, axis=1) * tf.norm(b, axis=1) + 1e-8)
+            a = a - ops.mean(a, axis=1, keepdims=True)
+            b = b - ops.mean(b, axis=1, keepdims=True)
+            return ops.sum(a * b, axis=1) / (norm(a) * norm(b) + 1e-8)
 
-        student = tf.nn.softmax(self._logits(student_logits) / self.temperature, axis=-1)
-        teacher = tf.exp(targets[0])
-        inter = self.temperature**2 * (1.0 - tf.reduce_mean(pearson(student, teacher)))
-        intra = self.temperature**2 * (1.0 - tf.reduce_mean(pearson(tf.transpose(student), tf.transpose(teacher))))
+        student = ops.softmax(self._logits(student_logits) / self.temperature, axis=-1)
+        teacher = ops.exp(targets[0])
+        inter = self.temperature**2 * (1.0 - ops.mean(pearson(student, teacher)))
+        intra = self.temperature**2 * (1.0 - ops.mean(pearson(ops.transpose(student), ops.transpose(teacher))))
         return self.config["beta"] * inter + self.config["gamma"] * intra, {"inter": inter, "intra": intra}
 
 
@@ -482,10 +520,8 @@ class Attention(FeatureTerm):
         return []
 
     def value(self, student_features, teacher_features):
-        import tensorflow as tf
-
         pairs = zip(self.student_layers, self.teacher_layers, strict=True)
-        return tf.add_n([attention(student_features[s], teacher_features[t]) for s, t in pairs]), {}
+        return add_all([attention(student_features[s], teacher_features[t]) for s, t in pairs]), {}
 
 
 @kind
@@ -618,9 +654,9 @@ class Objective:
         tensors; ``teachers`` are in the order of ``self.teachers``. ``mixing`` is ``(partner
         labels, λ)`` for mixed-up images (views with mixup), whose hard labels are mixed alike.
         """
-        import tensorflow as tf
+        from keras import ops
 
-        student_logits = tf.cast(student["logits"], tf.float32)  # float16/bfloat16 under mixed precision
+        student_logits = ops.cast(student["logits"], "float32")  # float16/bfloat16 under mixed precision
         hard = mixed_hard_label_loss(labels, student_logits, mixing)
         parts, weighted = {"hard_loss": hard}, []
         several = len(self.terms) > 1
@@ -636,14 +672,14 @@ class Objective:
                 parts[label] = value
             parts.update({f"{label}_{name}": part for name, part in term_parts.items()})
             weighted.append(value if weight == 1.0 else weight * value)
-        soft = weighted[0] if len(weighted) == 1 else tf.add_n(weighted)
+        soft = add_all(weighted)
         parts["soft_loss"] = soft
         w = self.soft_target_weight
         return w * soft + (1.0 - w) * hard, parts
 
     def _ensemble(self, term, labels, teachers):
         """The teachers' targets, averaged as probabilities with the teachers' weights."""
-        import tensorflow as tf
+        from keras import ops
 
         each = [term.teacher_targets(outputs["logits"], labels) for outputs in teachers]
         if len(each) == 1:
@@ -652,27 +688,26 @@ class Objective:
         log_weights = [math.log(weight / total) if weight > 0 else -math.inf for _, weight in self.teachers]
         kept = [(lw, targets) for lw, targets in zip(log_weights, each, strict=True) if lw > -math.inf]
         return tuple(
-            tf.reduce_logsumexp(tf.stack([lw + targets[i] for lw, targets in kept]), axis=0)
+            ops.logsumexp(ops.stack([lw + targets[i] for lw, targets in kept]), axis=0)
             for i in range(len(each[0]))
         )
 
     def _dense(self, label, term, labels, student_logits, teachers, epoch, step, parts):
         """DGKD: one term per teacher, summed with the teachers' weights, ``drop`` left out per batch."""
-        import tensorflow as tf
+        from keras import ops
 
         values = []
         for (name, _), outputs in zip(self.teachers, teachers, strict=True):
             value, _ = term.value(term.teacher_targets(outputs["logits"], labels), student_logits, labels, epoch)
             parts[f"{label}_{name}"] = value
             values.append(value)
-        weights = tf.constant([weight for _, weight in self.teachers], tf.float32)
+        weights = ops.convert_to_tensor([weight for _, weight in self.teachers], "float32")
         if self.drop:
             # The `drop` teachers with the smallest uniform draws leave this batch's sum; seeded by step.
-            draws = tf.random.stateless_uniform([len(values)], seed=tf.stack([tf.cast(self.seed, tf.int64),
-                                                                              tf.cast(step, tf.int64)]))
-            threshold = tf.sort(draws)[self.drop - 1]
-            weights = weights * tf.cast(draws > threshold, tf.float32)
-        return tf.reduce_sum(weights * tf.stack(values)), {}
+            draws = stateless_uniform(len(values), self.seed, step)
+            threshold = ops.sort(draws)[self.drop - 1]
+            weights = weights * ops.cast(draws > threshold, "float32")
+        return ops.sum(weights * ops.stack(values)), {}
 
 
 _PARTS = {"dkd": ("tckd", "nckd"), "dist": ("inter", "intra"), "rkd": ("distance", "angle")}

@@ -9,24 +9,24 @@ augments), and minimises
 the others' predictions taken without gradient and averaged over them (kd's DGKD form of
 several teachers with weights 1/(K − 1): DML's mean KL over peers for the ``hinton`` term at
 T = 1, which is DML's CE + KL up to a factor of 2 at w = 0.5). All peers are updated in the
-same step, each by its own optimizer. ``mutual.<group>`` sets ``temperature``,
-``soft_target_weight``, ``loss`` (logit kinds) and the training keys the peers share; each peer
-(``peers.<name>``) has its architecture and may have its own optimizer. Peer ``i``'s initial
-weights are drawn with seed ``seed + i`` (``i`` from 0 in params order), so the first peer
-starts where a scratch model of its architecture does.
+same step by one optimizer on the sum of their losses: each peer's gradient is its own loss's,
+as the others' predictions enter it without gradient. ``mutual.<group>`` sets ``temperature``,
+``soft_target_weight``, ``loss`` (logit kinds) and the training keys the peers share (optimizer
+included); each peer (``peers.<name>``) has its architecture. Peer ``i``'s initial weights are
+drawn with seed ``seed + i`` (``i`` from 0 in params order), so the first peer starts where a
+scratch model of its architecture does. Backend-agnostic, as kd.training's trainer.
 """
 
 import math
 
 import numpy as np
 import keras
-import tensorflow as tf
 
 from kd.batches import predict_batch_size, training_batches
 from kd.losses import Objective
 from kd.models import build_augmentation, build_model, build_optimizer
 from kd.params import Distillation
-from kd.training import EpochLog, StopOnTermination, seed_everything
+from kd.training import EpochLog, StopOnTermination, current_strategy, log_epoch, seed_everything, set_random_seed
 from kd.errors import deferred_termination
 
 
@@ -40,13 +40,12 @@ def peer_objective(group, peer):
 
 
 class MutualTrainer(keras.Model):
-    """Trains the peers of one group together: one forward pass each per batch, one update each."""
+    """Trains the peers of one group together: one forward pass each per batch, one update of all."""
 
-    def __init__(self, group, peers, optimizers, augment=None):
+    def __init__(self, group, peers, augment=None):
         super().__init__(name=f"{group.name}_mutual")
         self.group = group
         self.peers = list(peers)  # in group.peers order
-        self.peer_optimizers = list(optimizers)
         self.augment = augment
         self.objectives = [peer_objective(group, name) for name in group.peers]
         self.trackers = {name: {metric: keras.metrics.Mean(name=f"{name}/{metric}")
@@ -54,52 +53,46 @@ class MutualTrainer(keras.Model):
                          for name, objective in zip(group.peers, self.objectives, strict=True)}
         self.accuracies = {name: keras.metrics.SparseCategoricalAccuracy(name=f"{name}/accuracy")
                            for name in group.peers}
+        self._training = True
 
     @property
     def metrics(self):
         return [m for name in self.group.peers for m in (*self.trackers[name].values(), self.accuracies[name])]
 
     def call(self, x, training=False):
-        return [peer(x, training=training) for peer in self.peers]
-
-    def train_step(self, data):
-        x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
-        if self.augment is not None:
+        if training and self.augment is not None:
             x = self.augment(x, training=True)
-        batch = tf.shape(x)[0]
-        with tf.GradientTape(persistent=True) as tape:
-            logits = [tf.cast(peer(x, training=True), tf.float32) for peer in self.peers]
-            results = []
-            for index, objective in enumerate(self.objectives):
-                others = [{"logits": tf.stop_gradient(logits[j])} for j in range(len(self.peers)) if j != index]
-                loss, parts = objective(labels, {"logits": logits[index]}, others)
+        return [keras.ops.cast(peer(x, training=training), "float32") for peer in self.peers]
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        from keras.src.losses.loss import scale_loss_for_distribution
+
+        from kd.losses import add_all, hard_label_loss
+
+        self._training = training
+        batch = keras.ops.shape(y)[0]
+        losses = []
+        for index, (name, objective) in enumerate(zip(self.group.peers, self.objectives, strict=True)):
+            if not training:
+                loss = hard_label_loss(y, y_pred[index])
+            else:
+                others = [{"logits": keras.ops.stop_gradient(y_pred[j])} for j in range(len(self.peers)) if j != index]
+                loss, parts = objective(y, {"logits": y_pred[index]}, others)
+                for part, tracker in self.trackers[name].items():
+                    if part != "loss":
+                        tracker.update_state(parts[part], sample_weight=batch)
                 if self.peers[index].losses:
-                    loss = loss + tf.add_n(self.peers[index].losses)
-                results.append((loss, parts))
-        for peer, optimizer, (loss, _) in zip(self.peers, self.peer_optimizers, results, strict=True):
-            variables = peer.trainable_variables
-            optimizer.apply(tape.gradient(optimizer.scale_loss(loss), variables), variables)
-        del tape
-        for name, peer_logits, (loss, parts) in zip(self.group.peers, logits, results, strict=True):
+                    loss = loss + add_all(self.peers[index].losses)
             self.trackers[name]["loss"].update_state(loss, sample_weight=batch)
-            for part, tracker in self.trackers[name].items():
-                if part != "loss":
-                    tracker.update_state(parts[part], sample_weight=batch)
-            self.accuracies[name].update_state(labels, peer_logits)
-        return {metric.name: metric.result() for metric in self.metrics}
+            self.accuracies[name].update_state(y, y_pred[index])
+            losses.append(loss)
+        return scale_loss_for_distribution(add_all(losses))
 
-    def test_step(self, data):
-        from kd.losses import hard_label_loss
-
-        x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
-        logs = {}
-        for name, peer in zip(self.group.peers, self.peers, strict=True):
-            peer_logits = peer(x, training=False)
-            self.trackers[name]["loss"].update_state(hard_label_loss(labels, peer_logits), sample_weight=tf.shape(x)[0])
-            self.accuracies[name].update_state(labels, peer_logits)
-            logs[f"{name}/loss"] = self.trackers[name]["loss"].result()
-            logs[f"{name}/accuracy"] = self.accuracies[name].result()
-        return logs
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        # Training logs every part; validation each peer's hard-label loss and accuracy, as any model's.
+        # (compute_loss ran just before, in the same trace, and left which it was.)
+        return {metric.name: metric.result() for metric in self.metrics
+                if self._training or metric.name.rsplit("/", 1)[-1] in ("loss", "accuracy")}
 
 
 class PeerCurves(keras.callbacks.Callback):
@@ -112,14 +105,13 @@ class PeerCurves(keras.callbacks.Callback):
         self.lives = {name: Live(str(folder), dvcyaml=False, save_dvc_exp=False) for name, folder in folders.items()}
 
     def on_epoch_end(self, epoch, logs=None):
-        from dvclive.utils import standardize_metric_name
-
         for name, live in self.lives.items():
+            own = {}
             for metric, value in (logs or {}).items():
                 prefix, _, rest = metric.partition(f"{name}/")
                 if rest and prefix in ("", "val_"):
-                    live.log_metric(standardize_metric_name(prefix + rest, "dvclive.keras"), value)
-            live.next_step()
+                    own[prefix + rest] = value
+            log_epoch(live, own)
 
     def on_train_end(self, logs=None):
         for live in self.lives.values():
@@ -134,22 +126,17 @@ def fit_group(group, specs, train, validation, seed, curves=None):
     """
     peers = []
     for index, spec in enumerate(specs):
-        keras.utils.set_random_seed(seed + index)  # each peer its own initial weights
+        set_random_seed(seed + index)  # each peer its own initial weights
         peers.append(build_model(spec, train.image_shape, train.num_classes))
     seed_everything(seed)  # the batches, dropout and augmentation as any model's with this seed
     first = specs[0]
     steps_per_epoch = math.ceil(len(train) / first.batch_size)
-    optimizers = [build_optimizer(spec, steps_per_epoch) for spec in specs]
-    if keras.config.dtype_policy().name == "mixed_float16":
-        optimizers = [keras.optimizers.LossScaleOptimizer(optimizer) for optimizer in optimizers]
-    trainer = MutualTrainer(group, peers, optimizers, augment=build_augmentation(first, train.image_shape, seed))
-    trainer.compile(optimizer=optimizers[0])
-    for optimizer, peer in zip(optimizers, peers, strict=True):
-        optimizer.build(peer.trainable_variables)
+    trainer = MutualTrainer(group, peers, augment=build_augmentation(first, train.image_shape, seed))
+    trainer.compile(optimizer=build_optimizer(first, steps_per_epoch))  # one for all: each peer's own gradient
     callbacks = [EpochLog(first.batch_size), StopOnTermination(), GroupFinite(group)]
     if curves is not None:
         callbacks.append(PeerCurves(curves))
-    strategy = tf.distribute.get_strategy()
+    strategy = current_strategy()
     with deferred_termination():
         trainer.fit(
             training_batches(train, batch_size=first.batch_size, shuffle_seed=seed, strategy=strategy),

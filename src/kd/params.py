@@ -49,6 +49,8 @@ TRAINING_KEYS = (
 )
 KEEP = ("last", "best")  # which epoch's weights a model keeps: see kd.training.KeepBestEpoch
 DISTRIBUTIONS = ("auto", "default", "mirrored", "multi_worker")  # see kd.devices
+BACKENDS = ("tensorflow", "jax", "torch")  # Keras's backends (kd.devices.use_backend)
+TRAINING_OPTIONAL = ("backend",)  # training keys with a default: backend tensorflow
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DISTILL_KEYS = ("teacher",)  # required in a distill: entry
 DISTILL_OPTIONAL = ("loss", "temperature", "soft_target_weight", "teachers", "dense", "drop")
@@ -174,6 +176,7 @@ class ModelSpec:
     precision: str
     distillation: Distillation | None
     application: dict | None = None  # {application, config, weights, input_size} from keras.applications
+    backend: str = "tensorflow"  # the Keras backend it trains under
     pretrained: Pretrained | None = None
     views: ViewsSpec | None = None  # a student on views (distill_views:) learns from these
     mutual: MutualSpec | None = None  # a peer (peers:) trains with the rest of its group
@@ -238,7 +241,8 @@ def parse_params(raw):
                     "mutual", "peers"))
     seed = _integer(raw["seed"], "seed", minimum=0)
     data = _parse_data(raw["data"])
-    defaults = _keys(raw["training"], "training", required=TRAINING_KEYS, optional=DISTILL_DEFAULTS)
+    defaults = {"backend": "tensorflow",
+                **_keys(raw["training"], "training", required=TRAINING_KEYS, optional=TRAINING_OPTIONAL + DISTILL_DEFAULTS)}
     architectures = _parse_architectures(raw["architectures"])
     named = {  # the sections whose entries a model refers to by name
         "architectures": architectures,
@@ -300,7 +304,8 @@ def parse_params(raw):
                   export=_parse_export(raw.get("export"), models), views=named["views"], mutual=mutual)
 
 
-MUTUAL_KEYS = tuple(k for k in TRAINING_KEYS if k != "keep") + ("temperature", "soft_target_weight", "loss")
+MUTUAL_KEYS = tuple(k for k in TRAINING_KEYS if k != "keep") + TRAINING_OPTIONAL + ("temperature", "soft_target_weight",
+                                                                                 "loss")
 
 
 def _refuse_unexpanded_generations(entries, models):
@@ -376,19 +381,18 @@ def _parse_mutual(group, entry, defaults, peers):
 
 def _parse_peer(name, key, entry, defaults, named, groups):
     """A ``peers:`` entry: a model trained with its group, on the group's training settings."""
-    _keys(entry, key, required=("architecture", "group"), optional=("optimizer",))
+    _keys(entry, key, required=("architecture", "group"))
     group = entry["group"]
     if not isinstance(group, str) or group not in groups:
         raise ParamsError(f"{key}.group: {group!r} is not a group of mutual: (known: {', '.join(map(str, groups)) or 'none'})")
-    settings = {k: v for k, v in (groups[group] or {}).items() if k in TRAINING_KEYS}
+    settings = {k: v for k, v in (groups[group] or {}).items() if k in TRAINING_KEYS + TRAINING_OPTIONAL}
     if "keep" in (groups[group] or {}):
         raise ParamsError(f"mutual.{group}: unknown key(s) keep; peers keep their last epoch's weights")
     distribution = settings.get("distribution", defaults["distribution"])
     if distribution not in MUTUAL_DISTRIBUTIONS:
         raise ParamsError(f"mutual.{group}.distribution: {distribution!r}; peers train together in one process: "
                           f"expected one of {', '.join(MUTUAL_DISTRIBUTIONS)}")
-    own = {"architecture": entry["architecture"], **settings, **({"optimizer": entry["optimizer"]}
-                                                                  if "optimizer" in entry else {})}
+    own = {"architecture": entry["architecture"], **settings}
     return _parse_model(name, key, own, {**defaults, "keep": "last"}, named, distilled=False)
 
 
@@ -554,10 +558,10 @@ def _class_config(value, key):
 def _parse_model(name, key, entry, defaults, named, distilled):
     if distilled:
         _keys(entry, key, required=("architecture",) + DISTILL_KEYS,
-              optional=TRAINING_KEYS + DISTILL_OPTIONAL)
+              optional=TRAINING_KEYS + TRAINING_OPTIONAL + DISTILL_OPTIONAL)
     else:
-        _keys(entry, key, required=("architecture",), optional=TRAINING_KEYS)
-    own = TRAINING_KEYS + (DISTILL_DEFAULTS if distilled else ())
+        _keys(entry, key, required=("architecture",), optional=TRAINING_KEYS + TRAINING_OPTIONAL)
+    own = TRAINING_KEYS + TRAINING_OPTIONAL + (DISTILL_DEFAULTS if distilled else ())
     settings = {**defaults, **{k: entry[k] for k in own if k in entry}}
 
     def setting_key(setting):  # where the value came from: the model's entry or the defaults
@@ -580,6 +584,15 @@ def _parse_model(name, key, entry, defaults, named, distilled):
     schedule = named_entry(settings["schedule"], setting_key("schedule"), "schedules", nullable=True)
     augmentation = named_entry(settings["augmentation"], setting_key("augmentation"), "augmentations", nullable=True)
     distillation = _parse_distillation(key, entry, settings, setting_key) if distilled else None
+    backend = _choice(settings["backend"], setting_key("backend"), BACKENDS)
+    distribution = _choice(settings["distribution"], setting_key("distribution"), DISTRIBUTIONS)
+    if distribution == "multi_worker" and backend != "tensorflow":
+        raise ParamsError(f"{setting_key('distribution')}: multi_worker is TensorFlow's MultiWorkerMirroredStrategy, "
+                          f"but model {name!r} trains under {backend} ({setting_key('backend')}); use tensorflow, "
+                          "or one machine")
+    if distribution == "mirrored" and backend == "torch":
+        raise ParamsError(f"{setting_key('distribution')}: mirrored needs tensorflow or jax; model {name!r} trains "
+                          f"under torch ({setting_key('backend')}), on one device in kd")
     return ModelSpec(
         name=name,
         architecture=entry["architecture"],
@@ -590,10 +603,11 @@ def _parse_model(name, key, entry, defaults, named, distilled):
         schedule=schedule,
         augmentation=augmentation or (),
         keep=_choice(settings["keep"], setting_key("keep"), KEEP),
-        distribution=_choice(settings["distribution"], setting_key("distribution"), DISTRIBUTIONS),
+        distribution=distribution,
         precision=_choice(settings["precision"], setting_key("precision"), PRECISIONS),
         distillation=distillation,
         application=application,
+        backend=backend,
     )
 
 

@@ -54,13 +54,14 @@ class Teachers:
         return {name: tuple(self.models[0].get_layer(name).output.shape) for name in names}
 
     def __call__(self, x, cached):
-        import tensorflow as tf
+        import keras
 
         if self.views is not None:  # the teacher's outputs on the batch's views, read with it
             return [dict(cached[0])]
         if self.models is None:
             return [{"logits": logits} for logits in cached]
-        return [tf.nest.map_structure(tf.stop_gradient, outputs_of(model, x, training=False)) for model in self.models]
+        return [{name: keras.ops.stop_gradient(value) for name, value in outputs_of(model, x, training=False).items()}
+                for model in self.models]
 
 
 def load_teachers(spec, models_dir, logits_dir, num_train, num_classes, train=None, seed=0):

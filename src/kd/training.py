@@ -14,24 +14,60 @@ import math
 import time
 
 import numpy as np
-import tensorflow as tf
 import keras
 from dvclive import Live
-from dvclive.keras import DVCLiveCallback
+from keras.src.losses.loss import scale_loss_for_distribution  # what Keras's own compute_loss applies
 
 from kd.batches import predict_batch_size, training_batches
-from kd.devices import precision_policy, strategy_for
+from kd.devices import distribution_scope, precision_policy
 from kd.errors import TrainingError, deferred_termination, termination_requested
-from kd.losses import Objective, hard_label_loss
+from kd.losses import Objective, add_all, hard_label_loss
 from kd.models import build_augmentation, build_optimizer
 from kd.teachers import feature_layers, outputs_of
 from kd.views import ViewInputs
 
 
 def seed_everything(seed):
-    """Seed Python, NumPy and TF, and make TF ops deterministic: same params, same numbers."""
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    """Seed Python, NumPy and the backend, and make its ops deterministic: same params, same numbers.
+
+    (TensorFlow needs op determinism turned on; JAX is deterministic on CPU; PyTorch is asked to
+    refuse nondeterministic algorithms.)
+    """
+    set_random_seed(seed)
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    elif backend == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def set_random_seed(seed):
+    """``keras.utils.set_random_seed`` without importing TensorFlow where it is not the backend.
+
+    Keras's seeds TensorFlow too whenever it is installed, which imports it (seconds, and a second
+    framework in the process); elsewhere this does the rest of what Keras's does.
+    """
+    if keras.backend.backend() == "tensorflow":
+        keras.utils.set_random_seed(seed)
+        return
+    import random
+
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils import rng_utils
+
+    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.manual_seed(seed)
 
 
 class DistillationTrainer(keras.Model):
@@ -39,8 +75,13 @@ class DistillationTrainer(keras.Model):
 
     ``teachers`` (a :class:`kd.teachers.Teachers`) gives the teachers' outputs per batch;
     ``objective`` (a :class:`kd.losses.Objective`) combines them with the labels. Only the
-    wrapped model is saved; the wrapper exists for its ``train_step``, and for the
-    objective's own trainable layers (FitNets regressors), which are not part of the student.
+    wrapped model is saved; the wrapper exists for its loss, and for the objective's own
+    trainable layers (FitNets regressors), which are not part of the student.
+
+    Written as Keras's own trainers and ``keras.distillation`` are, so it trains on every
+    backend: ``call`` (training) augments the batch (or rebuilds its views) and runs the student
+    and any online teacher on it; ``compute_loss`` combines them with the labels and the cached
+    teacher outputs; Keras's backend-specific ``train_step`` takes the gradients and updates.
     """
 
     def __init__(self, student, objective=None, teachers=None, augment=None, view_inputs=None):
@@ -52,11 +93,16 @@ class DistillationTrainer(keras.Model):
         self.teachers = teachers
         self.augment = augment
         self.view_inputs = view_inputs  # a student on views rebuilds each batch's views (kd.views.ViewInputs)
-        self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.part_trackers = [keras.metrics.Mean(name=name) for name in (objective.names if objective else ())]
         self.student_features = None
         self.epoch = None
+        if view_inputs is not None:  # tracked, so their random state lives where the backend keeps state
+            self.view_layers, self.view_generator = view_inputs.layers, view_inputs.generator
+        if teachers is not None and teachers.online:
+            for model in teachers.models:
+                model.trainable = False  # frozen: never among the variables the optimizer updates
+            self.teacher_models = list(teachers.models)  # tracked as frozen state (JAX passes it in)
         if objective is not None:
             features = feature_layers(student, objective.student_layers,
                                       f"distill.{student.name}.loss", f"student {student.name!r}")
@@ -70,7 +116,8 @@ class DistillationTrainer(keras.Model):
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.accuracy, *self.part_trackers]
+        # Keras's own loss tracker (train_step updates it), then ours, in the order the curves have had.
+        return [m for m in (self._loss_tracker, self.accuracy, *self.part_trackers) if m is not None]
 
     def _across_workers(self, logs):
         """The logs in a form Keras 3.15 can average across workers.
@@ -80,6 +127,10 @@ class DistillationTrainer(keras.Model):
         and the reduction returns the mean over replicas as a scalar. Elsewhere the logs are
         returned as they are.
         """
+        if keras.backend.backend() != "tensorflow":
+            return logs
+        import tensorflow as tf
+
         if not isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
             return logs
         return {name: tf.reshape(value, [1]) for name, value in logs.items()}
@@ -88,57 +139,56 @@ class DistillationTrainer(keras.Model):
         # Keras 3.15 builds a model before fit by reducing a first distributed batch across
         # replicas, which fails under MultiWorkerMirroredStrategy (keras-team/keras#20585). Here
         # everything is built already (the student, the loss's layers): only the optimizer is left.
-        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            with self.distribute_strategy.scope():
-                self.optimizer.build(self.trainable_variables)
-            return
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+                with self.distribute_strategy.scope():
+                    self.optimizer.build(self.trainable_variables)
+                return
         super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def call(self, x, training=False):
-        return self.student(x, training=training)
-
-    def train_step(self, data):
-        x, targets, _ = keras.utils.unpack_x_y_sample_weight(data)
-        labels, cached = (targets[0], targets[1:]) if isinstance(targets, (tuple, list)) else (targets, ())
+        """Inference: the student's logits. Training: what the loss needs of this batch, as a dict."""
+        if not training:
+            return self.student(x, training=False)
         mixing = None
         if self.view_inputs is not None:
             x, mixing = self.view_inputs(x, x["images"])
         elif self.augment is not None:
             x = self.augment(x, training=True)
-        batch = tf.shape(x)[0]
-        teacher_outputs = self.teachers(x, cached) if self.teachers is not None else None
-        # The student's weights, and the loss's own (FitNets regressors), which train with it.
-        extra = self.objective.trainable_layers if self.objective is not None else ()
-        variables = self.student.trainable_variables + [v for layer in extra for v in layer.trainable_variables]
-        with tf.GradientTape() as tape:
-            if self.objective is None:
-                logits = self.student(x, training=True)
-                loss, parts = hard_label_loss(labels, logits), {}
-            else:
-                outputs = outputs_of(self.student if self.student_features is None else self.student_features, x,
-                                     training=True)
-                logits = outputs["logits"]
-                loss, parts = self.objective(labels, outputs, teacher_outputs, epoch=self.epoch,
-                                             step=self.optimizer.iterations, mixing=mixing)
-            if self.student.losses:  # weight regularizers from the layer configs
-                loss = loss + tf.add_n(self.student.losses)
-            # Replicas' gradients are summed, so each takes its share of the mean; a loss-scale
-            # optimizer (mixed precision) scales up here and unscales in `apply`.
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            loss_for_gradients = self.optimizer.scale_loss(loss / replicas if replicas > 1 else loss)
-        self.optimizer.apply(tape.gradient(loss_for_gradients, variables), variables)
-        self.loss_tracker.update_state(loss, sample_weight=batch)
-        self.accuracy.update_state(labels, logits)
-        for tracker in self.part_trackers:
-            tracker.update_state(parts[tracker.name], sample_weight=batch)
-        return self._across_workers({metric.name: metric.result() for metric in self.metrics})
+        if self.objective is None:
+            return {"logits": self.student(x, training=True)}
+        student = self.student if self.student_features is None else self.student_features
+        online = self.teachers(x, ()) if self.teachers.online else None
+        return {"student": outputs_of(student, x, training=True), "teachers": online, "mixing": mixing}
 
-    def test_step(self, data):
-        x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
-        logits = self.student(x, training=False)
-        self.loss_tracker.update_state(hard_label_loss(labels, logits), sample_weight=tf.shape(x)[0])
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        labels, cached = (y[0], y[1:]) if isinstance(y, (tuple, list)) else (y, ())
+        if not training:  # validation: the hard labels, as every model's curves
+            return hard_label_loss(labels, y_pred)
+        if self.objective is None:
+            loss = hard_label_loss(labels, y_pred["logits"])
+        else:
+            teachers = y_pred["teachers"] if y_pred["teachers"] is not None else self.teachers(None, cached)
+            loss, parts = self.objective(labels, y_pred["student"], teachers, epoch=self.epoch,
+                                         step=self.optimizer.iterations, mixing=y_pred["mixing"])
+            batch = keras.ops.shape(labels)[0]
+            for tracker in self.part_trackers:
+                tracker.update_state(parts[tracker.name], sample_weight=batch)
+        if self.student.losses:  # weight regularizers from the layer configs
+            loss = loss + add_all(self.student.losses)
+        # Replicas' gradients are summed, so each takes its share of the mean (TensorFlow's strategies).
+        return scale_loss_for_distribution(loss)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        labels = y[0] if isinstance(y, (tuple, list)) else y
+        logits = y_pred if not isinstance(y_pred, dict) else y_pred.get("logits", None)
+        if logits is None:
+            logits = y_pred["student"]["logits"]
         self.accuracy.update_state(labels, logits)
-        return self._across_workers({"loss": self.loss_tracker.result(), "accuracy": self.accuracy.result()})
+        metrics = self.metrics if isinstance(y_pred, dict) else [self._loss_tracker, self.accuracy]
+        return self._across_workers({metric.name: metric.result() for metric in metrics})
 
 
 def _layer_shapes(model, names):
@@ -277,8 +327,7 @@ def fit(model, spec, train, validation, seed, teachers=None, curves_dir=None):
     if spec.keep == "best":
         callbacks.append(KeepBestEpoch(spec.name))
     if curves_dir is not None:
-        # dvc.yaml declares the plots itself, and `dvc repro` owns the experiment.
-        callbacks.append(DVCLiveCallback(live=Live(str(curves_dir), dvcyaml=False, save_dvc_exp=False)))
+        callbacks.append(Curves(curves_dir))
     augment = build_augmentation(spec, train.image_shape, seed)
     views = teachers.views if teachers is not None else None
     view_inputs = ViewInputs(spec.views, train.image_shape, seed) if views is not None else None
@@ -288,7 +337,7 @@ def fit(model, spec, train, validation, seed, teachers=None, curves_dir=None):
     steps_per_epoch = math.ceil(len(train) / spec.batch_size)
     trainer.compile(optimizer=build_optimizer(spec, steps_per_epoch=steps_per_epoch))
     columns = teachers.dataset_columns if teachers is not None else ()
-    strategy = tf.distribute.get_strategy()
+    strategy = current_strategy()
     with deferred_termination():  # a SIGTERM stops training between batches, then raises
         history = trainer.fit(
             training_batches(train, columns, batch_size=spec.batch_size, shuffle_seed=seed, strategy=strategy,
@@ -313,13 +362,49 @@ def training_scope(spec):
     "chosen_by", "replicas"}``, which the stage records beside the curves.
     """
     policy, reason = precision_policy(spec.precision)
-    strategy = strategy_for(spec.distribution)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
-    print(f"{spec.name}: {strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__}), {policy} "
-          f"(chosen by {reason})")
     try:
-        with strategy.scope():
-            yield {"precision": policy, "chosen_by": reason, "replicas": strategy.num_replicas_in_sync}
+        with distribution_scope(spec.distribution) as (replicas, how):
+            print(f"{spec.name}: {replicas} replica(s) ({how}), {policy} (chosen by {reason}), "
+                  f"{keras.backend.backend()} backend")
+            setup = {"precision": policy, "chosen_by": reason, "replicas": replicas}
+            if keras.backend.backend() != "tensorflow":  # kd's default, so the setups recorded before stay as they were
+                setup["backend"] = keras.backend.backend()
+            yield setup
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def current_strategy():
+    """TensorFlow's current ``tf.distribute`` strategy (the data path shards for it), or None elsewhere."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy()
+
+
+class Curves(keras.callbacks.Callback):
+    """Each epoch's logs as DVCLive metrics in ``folder`` (``train/loss``, ``eval/accuracy``, ...), as
+    DVCLive's own Keras callback writes them, without importing TensorFlow. dvc.yaml declares the plots
+    itself and `dvc repro` owns the experiment, so DVCLive writes no dvc.yaml and makes no experiment."""
+
+    def __init__(self, folder):
+        super().__init__()
+        self.live = Live(str(folder), dvcyaml=False, save_dvc_exp=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        log_epoch(self.live, logs)
+
+    def on_train_end(self, logs=None):
+        self.live.end()
+
+
+def log_epoch(live, logs):
+    """One epoch's Keras logs into ``live``, named as ``dvclive.keras`` names them."""
+    from dvclive.utils import standardize_metric_name
+
+    for metric, value in (logs or {}).items():
+        live.log_metric(standardize_metric_name(metric, "dvclive.keras"), value)
+    live.next_step()
