@@ -35,11 +35,17 @@ Variants are timed round-robin (so drift in the machine's speed hits all of them
 after warm-up; each round times a block of steps and the median round is reported.
 Prints a table and, as its last line, one JSON object of ratios to the plain step.
 
-    python bench/distill_step.py [--rounds 7] [--steps 20]
+    python bench/distill_step.py [--rounds 7] [--steps 20] [--only pairs precision fit data]
+    KERAS_BACKEND=jax python bench/distill_step.py --only pairs precision    # the same rows on JAX
+
+Under JAX or PyTorch (KERAS_BACKEND) the rows that are TensorFlow's own are left out: keras_io
+(seed 000's Distiller, written with tf.GradientTape), the bare tf.function step and the
+in-memory tf.data reference.
 """
 
 import argparse
 import contextlib
+import os
 import dataclasses
 import io
 import json
@@ -52,23 +58,35 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from kd.devices import use_backend  # noqa: E402
+
+use_backend(os.environ.get("KERAS_BACKEND", "tensorflow"), "KERAS_BACKEND")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 import yaml  # noqa: E402
+
+BACKEND = keras.backend.backend()
+if BACKEND == "tensorflow":
+    import tensorflow as tf  # noqa: E402
 
 from kd.batches import training_batches  # noqa: E402
 from kd.data import save_split  # noqa: E402
 from kd.losses import Objective, parse_loss  # noqa: E402
 from kd.params import Distillation, load_params  # noqa: E402
 from kd.models import build_augmentation, build_model  # noqa: E402
-from kd.profiling import machine  # noqa: E402
 from kd.teachers import Teachers, feature_layers  # noqa: E402
 from kd.training import DistillationTrainer  # noqa: E402
 
 TEMPERATURE, SOFT_TARGET_WEIGHT = 4.0, 0.5
 SCRATCH = tempfile.TemporaryDirectory(prefix="kd-bench-")  # the splits the variants read, removed at exit
 AUGMENTATION = tuple(yaml.safe_load((ROOT / "params.yaml").read_text())["augmentations"]["jitter"])
+
+
+def machine():
+    """The CPU model and core count, printed beside every timing."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown") if Path("/proc/cpuinfo").is_file() else "unknown"
+    return {"cpu": cpu, "cores": os.cpu_count()}
 
 
 class KerasIoDistiller(keras.Model):
@@ -166,8 +184,8 @@ def variants(make_teacher, make_student, feature_layers_of, x, y, batch_size):
     jitter = load_params(ROOT / "params.yaml").model("student")
     jitter = dataclasses.replace(jitter, augmentation=AUGMENTATION)
     split = split_of(x, y)
-    hard = training_batches(split, batch_size=batch_size, shuffle_seed=0).repeat()
-    soft = training_batches(split, [teacher_logits], batch_size=batch_size, shuffle_seed=0).repeat()
+    hard = stream(split, batch_size)
+    soft = stream(split, batch_size, [teacher_logits])
     runs = {
         "plain": (plain, hard),
         "ours": (ours(), soft),
@@ -182,9 +200,11 @@ def variants(make_teacher, make_student, feature_layers_of, x, y, batch_size):
             loss = {"kind": kind, "student_layer": pair[0], "teacher_layer": pair[1]}
             runs[f"ours_{kind}"] = (ours(loss, online=True), hard)
 
-    keras_io = KerasIoDistiller(fresh_student(), teacher)
-    keras_io.compile(keras.optimizers.Adam(1e-3), scce, keras.losses.KLDivergence(),
-                     alpha=1 - SOFT_TARGET_WEIGHT, temperature=TEMPERATURE)
+    if BACKEND == "tensorflow":  # written with tf.GradientTape, as keras.io has it
+        keras_io = KerasIoDistiller(fresh_student(), teacher)
+        keras_io.compile(keras.optimizers.Adam(1e-3), scce, keras.losses.KLDivergence(),
+                         alpha=1 - SOFT_TARGET_WEIGHT, temperature=TEMPERATURE)
+        runs.update(keras_io=(keras_io, hard))
 
     keras_distiller = keras.distillation.Distiller(
         teacher=teacher,
@@ -196,7 +216,7 @@ def variants(make_teacher, make_student, feature_layers_of, x, y, batch_size):
     )
     keras_distiller.compile(optimizer=keras.optimizers.Adam(1e-3), loss=scce)
 
-    runs.update(keras_io=(keras_io, hard), keras_distiller=(keras_distiller, hard))
+    runs.update(keras_distiller=(keras_distiller, hard))
     runs.update(views_variants(teacher, fresh_student, split, batch_size, jitter))
     return runs
 
@@ -221,14 +241,21 @@ def views_variants(teacher, fresh_student, split, batch_size, jitter):
     plain = DistillationTrainer(fresh_student(), augment=build_augmentation(jitter, split.image_shape, seed=0))
     plain.compile(optimizer=keras.optimizers.Adam(1e-3))
     return {
-        "plain_jitter": (plain, training_batches(split, batch_size=batch_size, shuffle_seed=0).repeat()),
+        "plain_jitter": (plain, stream(split, batch_size)),
         "ours_views": (student, training_batches(split, batch_size=batch_size, shuffle_seed=0, views=reader,
                                                  epochs=10_000)),
     }
 
 
+def stream(split, batch_size, columns=()):
+    """Batches for timed blocks: tf.data repeated on TensorFlow; a PyDataset (one pass is 24 batches,
+    more than a block) elsewhere."""
+    batches = training_batches(split, columns, batch_size=batch_size, shuffle_seed=0)
+    return batches.repeat() if BACKEND == "tensorflow" else batches
+
+
 def time_pair(make_teacher, make_student, feature_layers_of, batch_size, rounds, steps):
-    x, y = random_images(batch_size * 8)
+    x, y = random_images(batch_size * 24)
     runs = variants(make_teacher, make_student, feature_layers_of, x, y, batch_size)
     return round_robin({name: fit_steps(model, data, steps, shuffle=False) for name, (model, data) in runs.items()},
                        rounds, steps)
@@ -237,7 +264,7 @@ def time_pair(make_teacher, make_student, feature_layers_of, batch_size, rounds,
 def time_precisions(rounds, steps):
     """ms per plain training step of seed 002's teacher and student in each precision, round-robin."""
     params = load_params(ROOT / "params.yaml")
-    data = training_batches(split_of(*random_images(256 * 8)), batch_size=256, shuffle_seed=0).repeat()
+    data = stream(split_of(*random_images(256 * 24)), 256)
     runs = {}
     for name in ("teacher", "student"):
         for policy in ("float32", "mixed_bfloat16"):
@@ -397,8 +424,8 @@ def main():
         "seed000": (*seed000_models(), 64),
     }
     ratios = {}
-    print(f"machine: {machine()['cpu']}, {machine()['cores']} cores, TensorFlow {tf.__version__}, "
-          f"Keras {keras.__version__}; {args.rounds} rounds of {args.steps} steps per variant")
+    print(f"machine: {machine()['cpu']}, {machine()['cores']} cores, Keras {keras.__version__} on {BACKEND}; "
+          f"{args.rounds} rounds of {args.steps} steps per variant")
     for pair, (make_teacher, make_student, layers, batch_size) in pairs.items():
         if "pairs" not in args.only:
             break
@@ -414,9 +441,9 @@ def main():
             print(f"{pair:8} {name + ' / plain_jitter':34} {ratio:7.2f}")
     if "precision" in args.only:
         time_and_print_precisions(args, ratios)
-    if "fit" in args.only:
+    if "fit" in args.only and BACKEND == "tensorflow":
         time_and_print_fit_overhead(args, ratios)
-    if "data" in args.only:
+    if "data" in args.only and BACKEND == "tensorflow":
         time_and_print_data_path(args, ratios)
     print(json.dumps(ratios))
 

@@ -123,3 +123,13 @@ def test_a_killed_stage_leaves_no_partial_output(tmp_path, raw_params, tiny_data
     assert "stopped by signal 15; outputs being written were discarded" in output
     leftovers = [p.name for d in ("models", "logits") if (tmp_path / d).exists() for p in (tmp_path / d).iterdir()]
     assert leftovers == []
+
+
+def test_an_optimizer_keras_does_not_have_is_refused_by_prepare_before_any_work(tmp_path, raw_params):
+    """Keras hands an unknown optimizer name back as a string; kd names it, with the known ones."""
+    params = write_params(tmp_path / "params.yaml", raw_params,
+                          **{"training.optimizer": {"class_name": "NoSuchOpt", "config": {}}})
+    result = stage("prepare.py", "--params", params, "--out", str(tmp_path / "data"), cwd=tmp_path)
+    assert_refused(result, "optimizer of model 'student_scratch': Keras has no optimizer 'NoSuchOpt'; expected one of ")
+    assert "Adam, AdamW" in result.stderr and "ImportError" not in result.stderr
+    assert not (tmp_path / "data").exists()

@@ -349,3 +349,23 @@ def test_a_model_trained_in_bfloat16_is_saved_as_a_float32_model(raw_params):
     for trained, copied in zip(model.get_weights(), served.get_weights(), strict=True):
         np.testing.assert_array_equal(trained, copied)
     assert predict_logits(served, validation.images).dtype == np.float32
+
+
+def test_a_long_epoch_prints_progress_every_ten_seconds_and_a_short_one_none(monkeypatch, capsys):
+    import kd.training as training
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(training.time, "perf_counter", lambda: clock["now"])
+    log = training.EpochLog(batch_size=64)
+    log.set_params({"epochs": 1, "steps": 100})
+    log.on_epoch_begin(0)
+    for batch in range(100):  # 1 s a step: a 100 s epoch
+        clock["now"] += 1.0
+        log.on_train_batch_end(batch)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  step")]
+    assert len(lines) == 9 and lines[0] == "  step 10/100 - 64 images/s - 90 s left in the epoch"
+    log.on_epoch_begin(0)
+    for batch in range(100):  # 0.2 s a step: a 20 s epoch prints nothing but its epoch line
+        clock["now"] += 0.2
+        log.on_train_batch_end(batch)
+    assert "step" not in capsys.readouterr().out.replace("Epoch", "")

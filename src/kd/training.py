@@ -150,8 +150,8 @@ class DistillationTrainer(keras.Model):
 
     def call(self, x, training=False):
         """Inference: the student's logits. Training: what the loss needs of this batch, as a dict."""
-        if not training:
-            return self.student(x, training=False)
+        if not training:  # (a views batch, as Keras may pass one to build the model, holds its images)
+            return self.student(x["images"] if isinstance(x, dict) else x, training=False)
         mixing = None
         if self.view_inputs is not None:
             x, mixing = self.view_inputs(x, x["images"])
@@ -289,6 +289,7 @@ class EpochLog(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = self.last = time.perf_counter()
+        self.last_done = 0
         print(f"Epoch {epoch + 1}/{self.params['epochs']}", flush=True)
 
     def on_train_batch_end(self, batch, logs=None):
@@ -296,12 +297,14 @@ class EpochLog(keras.callbacks.Callback):
         steps = self.params.get("steps") or 0
         if now - self.last < self.EVERY or not steps:
             return
-        elapsed, done = now - self.started, batch + 1
-        if elapsed / done * steps < self.LONG_EPOCH:
+        done = batch + 1
+        if (now - self.started) / done * steps < self.LONG_EPOCH:
             return
-        self.last = now
-        print(f"  step {done}/{steps} - {done * self.batch_size / elapsed:,.0f} images/s - "
-              f"{elapsed / done * (steps - done):.0f} s left in the epoch", flush=True)
+        rate = (done - self.last_done) / (now - self.last)  # steps per second since the last line
+        self.last, self.last_done = now, done
+        if rate > 0 and done < steps:  # (the epoch's own line follows the last step)
+            print(f"  step {done}/{steps} - {rate * self.batch_size:,.0f} images/s - "
+                  f"{(steps - done) / rate:.0f} s left in the epoch", flush=True)
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self.started
