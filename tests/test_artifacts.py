@@ -2,10 +2,11 @@ import keras
 import numpy as np
 import pytest
 
-from kd.artifacts import atomic_path, load_array, load_model, save_array, save_model, write_json
+from kd.artifacts import atomic_path, load_model, save_array, save_model, write_json
 from kd.errors import ArtifactError
 from kd.models import build_model
 from kd.params import parse_params
+from kd.rows import NpyRows
 
 
 def seeded_model(raw_params, seed=0):
@@ -52,18 +53,18 @@ def test_missing_and_corrupt_artifacts_are_named(tmp_path):
     with pytest.raises(ArtifactError, match="teacher 'ta' .*missing"):
         load_model(tmp_path / "ta.keras", "teacher 'ta'")
     (tmp_path / "ta.keras").write_bytes(b"garbage")
-    with pytest.raises(ArtifactError, match="cannot be loaded"):
+    with pytest.raises(ArtifactError, match="teacher 'ta' .*ta.keras is not a Keras archive"):
         load_model(tmp_path / "ta.keras", "teacher 'ta'")
     with pytest.raises(ArtifactError, match="missing"):
-        load_array(tmp_path / "ta.logits.npy", "logits")
+        NpyRows(tmp_path / "ta.logits.npy", "logits")
     save_array(tmp_path / "ok.npy", np.ones((3, 2), np.float32))
-    assert load_array(tmp_path / "ok.npy", "logits").shape == (3, 2)
+    assert NpyRows(tmp_path / "ok.npy", "logits").shape == (3, 2)
 
 
 def test_corrupt_logits_are_named(tmp_path):
     (tmp_path / "teacher.npy").write_bytes(b"\x93NUMPY garbage")
-    with pytest.raises(ArtifactError, match="logits of teacher 'teacher' .*corrupt"):
-        load_array(tmp_path / "teacher.npy", "logits of teacher 'teacher'")
+    with pytest.raises(ArtifactError, match="logits of teacher 'teacher' .*teacher.npy is not an .npy array"):
+        NpyRows(tmp_path / "teacher.npy", "logits of teacher 'teacher'")
 
 
 def test_a_model_carrying_code_is_not_loaded(tmp_path):

@@ -6,15 +6,15 @@ Two properties DVC needs from every output:
   logits or metrics file that a later step could take for a result. Every writer
   here writes to a temporary name in the target's folder and renames it into place
   only when the file is complete.
-- **Byte-stable.** DVC decides what to rerun from file hashes. ``.keras`` archives and
-  ``np.savez`` files embed the time they were written, so identical content would get
-  a new hash on every run and invalidate everything downstream; a ``.keras`` config also
-  numbers shared objects by their Python ``id()``. Archives are rewritten here with
-  fixed timestamps, without ``date_saved``, and with shared objects numbered in order.
+- **Byte-stable.** DVC decides what to rerun from file hashes. ``.keras`` archives embed
+  the time they were written, so identical content would get a new hash on every run and
+  invalidate everything downstream; their config also numbers shared objects by their
+  Python ``id()``. Archives are rewritten here with fixed timestamps, without
+  ``date_saved``, and with shared objects numbered in order. (Arrays are ``.npy`` files,
+  whose bytes depend on the array alone; large ones are written in pieces by kd.rows.)
 """
 
 import contextlib
-import io
 import json
 import os
 import shutil
@@ -77,26 +77,6 @@ def save_array(path, array):
     with atomic_path(path) as temporary:
         with open(temporary, "wb") as file:
             np.lib.format.write_array(file, np.asarray(array), allow_pickle=False)
-
-
-def load_array(path, what):
-    """Load an ``.npy`` written by :func:`save_array`; ``what`` names it in errors."""
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise ArtifactError(f"{what} {path} is missing; run the stage that writes it") from None
-    except (OSError, ValueError) as error:
-        raise ArtifactError(f"{what} {path} is corrupt or not an .npy array: {error}") from None
-
-
-def save_arrays(path, **arrays):
-    """Save named arrays as an ``.npz`` archive with fixed timestamps, atomically."""
-    with atomic_path(path) as temporary:
-        with zipfile.ZipFile(temporary, "w", zipfile.ZIP_STORED) as archive:
-            for name, array in arrays.items():
-                buffer = io.BytesIO()
-                np.lib.format.write_array(buffer, np.asarray(array), allow_pickle=False)
-                archive.writestr(zipfile.ZipInfo(f"{name}.npy", FIXED_ZIP_TIME), buffer.getvalue())
 
 
 def save_model(model, path):
