@@ -131,6 +131,14 @@ def test_user_npz_is_read_with_a_channel_axis(tmp_path):
     assert data.x_train.shape == (50, 8, 8, 1) and data.y_train.dtype == np.int64
 
 
+def test_integer_pixels_of_any_integer_type_are_stored_and_scaled_as_8_bit(tmp_path):
+    x_train, y_train, x_test, y_test = fake_arrays()
+    source = write_npz(tmp_path / "wide.npz", x_train=x_train.astype(np.int64), y_train=y_train,
+                       x_test=x_test.astype(np.int32), y_test=y_test)
+    data = read_source(spec(source))
+    assert data.x_train.dtype == np.uint8 and np.array_equal(data.x_train[..., 0], x_train)
+
+
 def bad_npz_cases():
     x_train, y_train, x_test, y_test = fake_arrays()
     good = dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)

@@ -110,6 +110,10 @@ def test_generations_are_refused_until_written_as_entries(raw_params, generation
     raw_params["train"]["born_g2"] = {"architecture": "fc_student"}
     with pytest.raises(ParamsError, match="generation 'born_g2' would collide with model 'born_g2'"):
         parse_params(raw_params)
+    del raw_params["train"]["born_g2"]
+    raw_params["distill"]["born_g1"] = {"architecture": "fc_student", "teacher": "teacher"}  # a distill entry too
+    with pytest.raises(ParamsError, match="generation 'born_g1' would collide with model 'born_g1'"):
+        parse_params(raw_params)
 
 
 def test_make_generations_writes_the_chain_into_params_keeping_the_file(tmp_path):

@@ -566,7 +566,10 @@ def _checked(source, x_train, y_train, x_test, y_test):
         )
     for split_name, x in (("train", x_train), ("test", x_test)):
         _check_pixels(source, split_name, x)
-    if x_train.dtype != np.uint8 or x_test.dtype != np.uint8:
+    integer = np.issubdtype(x_train.dtype, np.integer) and np.issubdtype(x_test.dtype, np.integer)
+    if integer:  # 8-bit values (checked above) in any integer type: stored, and scaled, as uint8 pixels
+        x_train, x_test = x_train.astype(np.uint8, copy=False), x_test.astype(np.uint8, copy=False)
+    else:
         x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)
     return x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64)
 

@@ -312,9 +312,9 @@ def _refuse_unexpanded_generations(entries, models):
     """Born-again generations are k models, so k params entries (DVC makes one stage per entry)."""
     for name, entry in entries.items():
         if isinstance(entry, dict) and "generations" in entry:
-            expanded = [n for n in expand_generations({name: entry}) if n not in entries]
+            expanded = list(expand_generations({name: entry}))  # the count and options checked
             for generation in expanded:
-                if generation in models:
+                if generation in models or generation in entries:
                     raise ParamsError(f"distill.{name}.generations: generation {generation!r} would collide with "
                                       f"model {generation!r}; rename one of them")
             raise ParamsError(f"distill.{name}.generations: {len(expanded)} generation(s) are {len(expanded)} models, "
@@ -392,8 +392,13 @@ def _parse_peer(name, key, entry, defaults, named, groups):
     if distribution not in MUTUAL_DISTRIBUTIONS:
         raise ParamsError(f"mutual.{group}.distribution: {distribution!r}; peers train together in one process: "
                           f"expected one of {', '.join(MUTUAL_DISTRIBUTIONS)}")
-    own = {"architecture": entry["architecture"], **settings}
-    return _parse_model(name, key, own, {**defaults, "keep": "last"}, named, distilled=False)
+    backend = settings.get("backend", defaults["backend"])
+    if distribution == "mirrored" and backend == "torch":
+        raise ParamsError(f"mutual.{group}.distribution: mirrored needs tensorflow or jax; the group trains under "
+                          "torch, on one device in kd")
+    # The group's settings are the peer's, as the training: defaults are a model's.
+    return _parse_model(name, key, {"architecture": entry["architecture"]}, {**defaults, **settings, "keep": "last"},
+                        named, distilled=False)
 
 
 def _parse_views(raw, augmentations):
@@ -429,8 +434,9 @@ def _parse_views(raw, augmentations):
 
 def _parse_views_student(name, key, entry, defaults, named):
     """A ``distill_views:`` entry: a distilled model whose teacher and inputs come from its views."""
-    _keys(entry, key, required=("architecture", "views", "temperature", "soft_target_weight"),
-          optional=tuple(k for k in TRAINING_KEYS if k != "augmentation") + ("loss", "teacher"))
+    _keys(entry, key, required=("architecture", "views"),
+          optional=tuple(k for k in TRAINING_KEYS if k != "augmentation") + TRAINING_OPTIONAL
+          + ("loss", "temperature", "soft_target_weight", "teacher"))
     views = entry["views"]
     if not isinstance(views, str) or views not in named["views"]:
         raise ParamsError(f"{key}.views: {views!r} is not in views (known: {', '.join(named['views']) or 'none defined'})")
