@@ -150,8 +150,8 @@ def main():
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    print(f"\n| images | size | stored (uint8) | prepare images/s | prepare peak RSS | train ms/step | "
-          f"train peak RSS |\n|---|---|---|---|---|---|---|")
+    print("\n| images | size | stored (uint8) | prepare images/s | prepare peak RSS | train ms/step | "
+          "train peak RSS |\n|---|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['images']:,} | {row['pixels']}×{row['pixels']} | {row['stored_mb']:,} MB | "
               f"{row['prepare']['images_per_s']:,.0f} | {row['prepare']['peak_rss_mb']:,} MB | "

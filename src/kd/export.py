@@ -19,9 +19,7 @@ their accuracy, size and latency measured through the LiteRT interpreter.
 
 import contextlib
 import hashlib
-import os
 import re
-import shutil
 import statistics
 import time
 from pathlib import Path

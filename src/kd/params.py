@@ -353,8 +353,6 @@ def expand_generations(entries, section="distill"):
 
 def _parse_mutual(group, entry, defaults, peers):
     """A ``mutual:`` group: how its peers learn from each other (training settings are checked per peer)."""
-    from kd.losses import parse_loss
-
     key = f"mutual.{group}"
     _keys(entry, key, optional=MUTUAL_KEYS)
     settings = {**defaults, **entry}
@@ -362,16 +360,7 @@ def _parse_mutual(group, entry, defaults, peers):
     def where(name):
         return f"{key}.{name}" if name in entry else f"training.{name}"
 
-    for name in ("temperature", "soft_target_weight"):
-        if name not in settings:
-            raise ParamsError(f"{key}: missing key {name} (give it here, or in training:)")
-    temperature = _number(settings["temperature"], where("temperature"))
-    if temperature <= 0:
-        raise ParamsError(f"{where('temperature')}: expected a number > 0, found {temperature}")
-    weight = _number(settings["soft_target_weight"], where("soft_target_weight"))
-    if not 0 <= weight <= 1:
-        raise ParamsError(f"{where('soft_target_weight')}: expected a number in [0, 1], found {weight}")
-    loss = parse_loss(settings.get("loss", "hinton"), where("loss"), temperature)
+    temperature, weight, loss = _soft_targets(key, settings, where)
     for term, _ in loss:
         if term.features:
             raise ParamsError(f"{term.where}: {term.name} reads a teacher's layers; peers learn from each other's "
@@ -666,21 +655,10 @@ def _parse_architectures(raw):
 
 def _parse_distillation(key, entry, settings, setting_key):
     """The distillation of a model ``entry``; ``settings`` are its keys over the ``training:`` defaults."""
-    from kd.losses import parse_loss
-
     teacher = entry["teacher"]
-    for name in ("temperature", "soft_target_weight"):
-        if name not in settings:
-            raise ParamsError(f"{key}: missing key {name} (give it here, or for every distilled model in training:)")
-    temperature = _number(settings["temperature"], setting_key("temperature"))
-    if temperature <= 0:
-        raise ParamsError(f"{setting_key('temperature')}: expected a number > 0, found {temperature}")
-    weight = _number(settings["soft_target_weight"], setting_key("soft_target_weight"))
-    if not 0 <= weight <= 1:
-        raise ParamsError(f"{setting_key('soft_target_weight')}: expected a number in [0, 1], found {weight}")
+    temperature, weight, loss = _soft_targets(key, settings, setting_key)
     if not isinstance(teacher, str):
         raise ParamsError(f"{key}.teacher: expected a model name, found {teacher!r}")
-    loss = parse_loss(settings.get("loss", "hinton"), setting_key("loss"), temperature)
     teachers = _parse_teachers(entry.get("teachers"), f"{key}.teachers", teacher)
     dense = entry.get("dense", False)
     if not isinstance(dense, bool):
@@ -690,6 +668,23 @@ def _parse_distillation(key, entry, settings, setting_key):
         raise ParamsError(f"{key}.drop: {drop} needs dense: true and fewer than the {len(teachers)} teacher(s) "
                           "in teachers (each batch keeps at least one)")
     return Distillation(teacher, temperature, weight, loss, teachers, dense, drop)
+
+
+def _soft_targets(key, settings, where):
+    """``(temperature, soft_target_weight, loss terms)`` of a distilled model or a mutual group;
+    ``where(name)`` is the key a setting came from (its own entry, or training:)."""
+    from kd.losses import parse_loss
+
+    for name in ("temperature", "soft_target_weight"):
+        if name not in settings:
+            raise ParamsError(f"{key}: missing key {name} (give it here, or for every distilled model in training:)")
+    temperature = _number(settings["temperature"], where("temperature"))
+    if temperature <= 0:
+        raise ParamsError(f"{where('temperature')}: expected a number > 0, found {temperature}")
+    weight = _number(settings["soft_target_weight"], where("soft_target_weight"))
+    if not 0 <= weight <= 1:
+        raise ParamsError(f"{where('soft_target_weight')}: expected a number in [0, 1], found {weight}")
+    return temperature, weight, parse_loss(settings.get("loss", "hinton"), where("loss"), temperature)
 
 
 def _parse_teachers(raw, key, teacher):
