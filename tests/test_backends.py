@@ -170,6 +170,30 @@ def test_a_training_stage_under_another_backend_writes_a_model_tensorflow_reads(
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_teacher_tensorflow_trained_teaches_online_under_another_backend(backend, tmp_path, raw_params):
+    """One stage runs one backend: the teacher's backend-neutral file is loaded under the student's."""
+    from test_training import toy_splits
+
+    raw_params["architectures"]["tiny"] = [{"class_name": "Flatten"},
+                                           {"class_name": "Dense", "config": {"units": 8, "activation": "relu"}}]
+    raw_params["train"] = {"teacher": {"architecture": "tiny", "epochs": 1, "batch_size": 32}}
+    raw_params["distill"] = {"student": {"architecture": "tiny", "teacher": "teacher", "epochs": 1, "batch_size": 32,
+                                         "backend": backend, "augmentation": "jitter",
+                                         "temperature": 4.0, "soft_target_weight": 0.5}}
+    raw_params["export"]["models"] = []
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
+    toy_splits(folder=tmp_path / "data")
+    for model in ("teacher", "student"):
+        runner = (f"import runpy, sys; sys.argv = ['stages/train.py', {model!r}]; "
+                  f"runpy.run_path({str(ROOT / 'stages' / 'train.py')!r}, run_name='__main__')")
+        result = under("tensorflow", [sys.executable, "-c", runner], cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert "online" in result.stdout and f"{backend} backend" in result.stdout, result.stdout[-2000:]
+    assert json.loads((tmp_path / "dvclive" / "student" / "training.json").read_text())["backend"] == backend
+    assert (tmp_path / "models" / "student.keras").is_file()
+
+
 @pytest.mark.parametrize("updates, message", [
     ({"training.backend": "mxnet"}, "training.backend: expected one of tensorflow, jax, torch, found 'mxnet'"),
     ({"train.teacher.backend": "jax", "training.distribution": "multi_worker"},
