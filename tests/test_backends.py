@@ -143,6 +143,17 @@ def test_the_trainer_and_its_teacher_sources(backend):
     assert not report["tensorflow_imported"]
 
 
+TINY = [{"class_name": "Flatten"}, {"class_name": "Dense", "config": {"units": 8, "activation": "relu"}}]
+
+
+def train_stage(model, folder, then=""):
+    """stages/train.py <model> in ``folder``, started with KERAS_BACKEND=tensorflow: params choose
+    the backend, not the shell. ``then``: a statement run after the stage in the same process."""
+    runner = (f"import runpy, sys; sys.argv = ['stages/train.py', {model!r}]; "
+              f"runpy.run_path({str(ROOT / 'stages' / 'train.py')!r}, run_name='__main__'); {then}")
+    return under("tensorflow", [sys.executable, "-c", runner], cwd=folder)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_training_stage_under_another_backend_writes_a_model_tensorflow_reads(backend, tmp_path, raw_params):
     """The train stage under JAX or PyTorch: no TensorFlow imported, the backend recorded beside the
@@ -151,16 +162,12 @@ def test_a_training_stage_under_another_backend_writes_a_model_tensorflow_reads(
 
     from test_training import toy_splits
 
-    raw_params["architectures"]["tiny"] = [{"class_name": "Flatten"},
-                                           {"class_name": "Dense", "config": {"units": 8, "activation": "relu"}}]
+    raw_params["architectures"]["tiny"] = TINY
     raw_params["train"] = {"scratch": {"architecture": "tiny", "epochs": 2, "batch_size": 32, "backend": backend}}
     raw_params["distill"], raw_params["export"]["models"] = {}, []
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
     train, _ = toy_splits(folder=tmp_path / "data")
-    runner = ("import runpy, sys; sys.argv = ['stages/train.py', 'scratch']; "
-              f"runpy.run_path({str(ROOT / 'stages' / 'train.py')!r}, run_name='__main__'); "
-              "print('TENSORFLOW', 'tensorflow' in sys.modules)")
-    result = under("tensorflow", [sys.executable, "-c", runner], cwd=tmp_path)  # params choose, not the shell
+    result = train_stage("scratch", tmp_path, then="print('TENSORFLOW', 'tensorflow' in sys.modules)")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"{backend} backend" in result.stdout and "TENSORFLOW False" in result.stdout
     setup = json.loads((tmp_path / "dvclive" / "scratch" / "training.json").read_text())
@@ -175,8 +182,7 @@ def test_a_teacher_tensorflow_trained_teaches_online_under_another_backend(backe
     """One stage runs one backend: the teacher's backend-neutral file is loaded under the student's."""
     from test_training import toy_splits
 
-    raw_params["architectures"]["tiny"] = [{"class_name": "Flatten"},
-                                           {"class_name": "Dense", "config": {"units": 8, "activation": "relu"}}]
+    raw_params["architectures"]["tiny"] = TINY
     raw_params["train"] = {"teacher": {"architecture": "tiny", "epochs": 1, "batch_size": 32}}
     raw_params["distill"] = {"student": {"architecture": "tiny", "teacher": "teacher", "epochs": 1, "batch_size": 32,
                                          "backend": backend, "augmentation": "jitter",
@@ -185,9 +191,7 @@ def test_a_teacher_tensorflow_trained_teaches_online_under_another_backend(backe
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
     toy_splits(folder=tmp_path / "data")
     for model in ("teacher", "student"):
-        runner = (f"import runpy, sys; sys.argv = ['stages/train.py', {model!r}]; "
-                  f"runpy.run_path({str(ROOT / 'stages' / 'train.py')!r}, run_name='__main__')")
-        result = under("tensorflow", [sys.executable, "-c", runner], cwd=tmp_path)
+        result = train_stage(model, tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
     assert "online" in result.stdout and f"{backend} backend" in result.stdout, result.stdout[-2000:]
     assert json.loads((tmp_path / "dvclive" / "student" / "training.json").read_text())["backend"] == backend
