@@ -11,6 +11,7 @@ Modules, one concept each:
 - ``pretrained``: a teacher trained elsewhere, loaded from its file and checked.
 - ``losses``:    the distillation objective: a weighted sum of named terms (hinton, dkd, dist,
                  hint, attention, rkd), over one or several teachers.
+- ``keras_distillation``: the label-free logit terms as ``keras.distillation`` losses, for Keras's Distiller.
 - ``teachers``:  where a student's teachers come from: cached logits, or the models online.
 - ``training``:  the one training path for every model, with or without teachers.
 - ``devices``:   the distribution strategy and precision policy training runs under.
