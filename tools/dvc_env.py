@@ -12,4 +12,7 @@ def dvc_environment(make_target):
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     if shutil.which("dvc", path=path) is None:
         sys.exit(f"error: dvc is not installed in this environment: run `make {make_target}`, or activate .venv first")
-    return {**os.environ, "PATH": path}
+    # A queued experiment runs in a copy of the repository (.dvc/tmp/exps/...); a relative PYTHONPATH
+    # makes its stages import that copy's src/kd, the code DVC records, not the editable install's.
+    python_path = os.pathsep.join(filter(None, ["src", os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PATH": path, "PYTHONPATH": python_path}

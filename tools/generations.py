@@ -13,10 +13,8 @@ pointing here.
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from kd.errors import run_stage  # noqa: E402
 from kd.params import expand_generations  # noqa: E402

@@ -15,10 +15,8 @@ to ``reports/seeds/<config>.md`` and ``.json`` (see :mod:`kd.seeds`).
 import argparse
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from kd.artifacts import atomic_path, write_json  # noqa: E402
 from kd.comparison import compare  # noqa: E402

@@ -27,6 +27,8 @@ Modules, one concept each:
 
 import os
 
+__version__ = "0.4.0"  # the one place it is written: pyproject.toml reads it, CHANGELOG.md names it
+
 # Keep TensorFlow's C++ INFO and WARNING lines (tf.data end-of-sequence notices and the
 # like) out of DVC's log, where the per-epoch lines should stand out. Errors still show;
 # a user's own setting wins. (The few lines TF prints before its logging starts remain.)

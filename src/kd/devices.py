@@ -31,14 +31,21 @@ import sys
 from kd.errors import ParamsError
 
 BACKENDS = ("tensorflow", "jax", "torch")
-INSTALL = {"tensorflow": "pip install tensorflow", "jax": "pip install 'jax[cpu]' (or jax[cuda12] for GPUs)",
-           "torch": "pip install torch"}
+# The backends other than TensorFlow are extras of the kd package (pyproject.toml), so that the
+# default pipeline installs neither; `make backends` installs both into .venv.
+INSTALL = {"tensorflow": "make install (or pip install -e .)", "jax": "make backends (or pip install -e '.[jax]')",
+           "torch": "make backends (or pip install -e '.[torch]')"}
+
+
+def require_backend(backend, key="training.backend"):
+    """Refuse, naming ``key`` and the install command, a backend whose package is not installed."""
+    if importlib.util.find_spec(backend) is None:
+        raise ParamsError(f"{key}: {backend}, but the package {backend!r} is not installed: {INSTALL[backend]}")
 
 
 def use_backend(backend, key="training.backend"):
     """Make ``backend`` Keras's backend for this process; call before anything imports Keras."""
-    if importlib.util.find_spec(backend) is None:
-        raise ParamsError(f"{key}: {backend}, but the package {backend!r} is not installed: {INSTALL[backend]}")
+    require_backend(backend, key)
     if "keras" in sys.modules:
         import keras
 

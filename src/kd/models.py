@@ -265,8 +265,11 @@ def check_models(params, input_shape, num_classes):
     work, naming the model and entry. Cheap (no training); call it before seeding, as building
     draws initial weights.
     """
+    from kd.devices import require_backend
     from kd.losses import Objective
 
+    for name, spec in params.models.items():  # in prepare, not only when that model's stage starts
+        require_backend(spec.backend, f"training.backend of model {name!r}")
     built = {}
     for name, spec in params.models.items():
         if spec.pretrained is not None:  # a file: its own stage loads and checks it
