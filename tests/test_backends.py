@@ -20,7 +20,7 @@ from kd.errors import ParamsError
 from kd.params import parse_params
 
 BACKENDS = [backend for backend in ("jax", "torch") if importlib.util.find_spec(backend)]
-pytestmark = pytest.mark.skipif(not BACKENDS, reason="neither jax nor torch is installed (requirements.txt has both)")
+pytestmark = pytest.mark.skipif(not BACKENDS, reason="neither jax nor torch is installed (kd[test] has both: make install-test)")
 
 
 def under(backend, args, cwd=ROOT):
