@@ -14,12 +14,15 @@ from kd.errors import run_stage  # noqa: E402
 from kd.models import check_models  # noqa: E402
 from kd.params import load_params  # noqa: E402
 from kd.provenance import write_timing  # noqa: E402
+from kd.views import check_every_cache_fits  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", default="data", help="folder for the split files")
+    parser.add_argument("--logits", default="logits", help="folder the views stages write to (<logits>/views/), "
+                        "checked for room")
     parser.add_argument("--timings", default="timings", help="folder for <stage>.json with the wall time")
     args = parser.parse_args(argv)
 
@@ -30,6 +33,7 @@ def main(argv=None):
         splits = split(dataset, params.data.validation_fraction, params.data.limit, params.seed,
                        params.data.num_classes)
         check_models(params, splits["train"].image_shape, splits["train"].num_classes)  # every model, before any work
+        check_every_cache_fits(params, splits["train"], Path(args.logits) / "views")  # every views entry's size too
         write_splits(splits, args.out)
     finally:
         shutil.rmtree(decoding, ignore_errors=True)

@@ -37,12 +37,13 @@ def main(argv=None):
     from kd.models import check_models
     from kd.provenance import write_timing
     from kd.training import seed_everything
-    from kd.views import compute_views
+    from kd.views import check_cache_fits, compute_views
 
     train = load_split(Path(args.data) / "train")
     check_models(params, train.image_shape, train.num_classes)  # every model, before any work
     teacher_file = Path(args.models) / f"{views.teacher}.keras"
     teacher = load_model(teacher_file, f"teacher {views.teacher!r}")
+    check_cache_fits(views, train, Path(args.logits) / "views" / views.name, teacher)  # the disk, before any work
     seed_everything(params.seed)
     mixed = f", each mixed with a partner (Beta({views.mixup}, {views.mixup}))" if views.mixup is not None else ""
     print(f"views@{views.name}: {views.count} views of each of {len(train):,} images through "

@@ -262,3 +262,29 @@ def test_bad_image_folders_are_refused_naming_the_file_or_classes(tmp_path):
         read_source(spec(tmp_path / "gap", images), folder_for_decoding=tmp_path / "w")
     with pytest.raises(DataError, match=r"is a folder of images: data.images must give its size and color_mode"):
         read_source(spec(tmp_path / "gap"), folder_for_decoding=tmp_path / "w")
+
+
+def test_16_bit_pngs_and_cmyk_jpegs_are_converted_not_refused(tmp_path):
+    """A 16-bit PNG becomes 8-bit by its high byte (v // 256); a CMYK JPEG becomes RGB (or gray), as
+    PIL converts it; both beside ordinary 8-bit images in a folder of class folders."""
+    import tensorflow as tf
+    from PIL import Image
+
+    write_images(tmp_path / "mixed", ["cat", "dog"], count=4)
+    deep = np.random.default_rng(0).integers(0, 65536, (12, 10, 3)).astype(np.uint16)
+    (tmp_path / "mixed" / "cat" / "zz_deep.png").write_bytes(tf.io.encode_png(deep).numpy())
+    Image.new("CMYK", (10, 12), (0, 200, 255, 40)).save(tmp_path / "mixed" / "dog" / "zz_cmyk.jpg", quality=100)
+    cmyk_as_rgb = np.asarray(Image.open(tmp_path / "mixed" / "dog" / "zz_cmyk.jpg").convert("RGB")).astype(int)
+    for mode, channels in (("rgb", 3), ("grayscale", 1)):
+        images = ImagesSpec((12, 10), mode, 0.2, False)
+        data = read_source(spec(tmp_path / "mixed", images), folder_for_decoding=tmp_path / f"w-{mode}")
+        # Sorted in each class, the two are the last images of their classes; train/test as drawn.
+        x = np.concatenate([data.x_train[np.arange(len(data.y_train))], data.x_test[np.arange(len(data.y_test))]])
+        y = np.concatenate([data.y_train, data.y_test])
+        assert x.shape[1:] == (12, 10, channels) and x.dtype == np.uint8
+        if mode == "rgb":
+            assert any(np.array_equal(image, deep >> 8) for image in x[y == 0])
+            assert any(np.abs(image.astype(int) - cmyk_as_rgb).max() <= 1 for image in x[y == 1])
+        else:
+            gray = np.round(cmyk_as_rgb @ [0.2989, 0.587, 0.114])[..., None]
+            assert any(np.abs(image.astype(int) - gray).max() <= 1 for image in x[y == 1])

@@ -95,14 +95,15 @@ def test_bad_groups_are_refused_naming_the_key(raw_params, edit, message):
 
 
 @pytest.mark.parametrize("generations, message", [
-    (0, "distill.born.generations: expected an integer >= 1, found 0"),
-    (2.5, "distill.born.generations: expected an integer >= 1, found 2.5"),
+    (0, "distill.born.generations: expected an integer from 1 to 100 (each generation is a model and a stage), "
+        "found 0"),
+    (2.5, "distill.born.generations: expected an integer from 1 to 100"),
     (2, "distill.born.generations: 2 generation(s) are 2 models, each a stage, and DVC makes one stage per params "
         "entry: run `make generations` to write born_g1, born_g2 into params.yaml"),
 ])
 def test_generations_are_refused_until_written_as_entries(raw_params, generations, message):
-    raw_params["distill"]["born"] = {"architecture": "fc_student", "teacher": "student_scratch",
-                                     "generations": generations}
+    raw_params["distill"]["born"] = {"architecture": "fc_student", "teacher": "student_scratch", "temperature": 4.0,
+                                     "soft_target_weight": 0.5, "generations": generations}
     with pytest.raises(ParamsError) as error:
         parse_params(raw_params)
     assert message in str(error.value)
@@ -159,3 +160,44 @@ def test_a_group_trains_its_peers_in_one_stage_and_each_is_published_as_a_model(
         assert (tmp_path / "dvclive" / peer / "metrics.json").is_file()
     assert "mutual@pair: peers peer_a, peer_b learn together (T=1.0, soft_target_weight=0.5, loss hinton)" in outputs[0]
     assert "peer_a: published from mutual/pair/" in outputs[1]
+
+
+def tree(folder):
+    """``{relative path: bytes}`` of every file under ``folder``."""
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_a_group_killed_mid_training_leaves_nothing_and_its_rerun_writes_the_same_bytes(tmp_path, raw_params):
+    """SIGKILL (no chance to clean up) in epoch 2: mutual/pair/ does not appear; the rerun removes what the
+    killed run left beside it and writes, byte for byte, what an undisturbed run writes."""
+    import signal
+    import time
+
+    raw = mutual_params(raw_params, epochs=40)
+    raw["export"]["models"] = []
+    raw["train"], raw["distill"] = {"scratch": {"architecture": "tiny"}}, {}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    toy_splits(folder=tmp_path / "data")
+
+    def arguments(out):
+        return [sys.executable, str(ROOT / "stages" / "mutual.py"), "pair", "--out", str(tmp_path / out)]
+
+    process = subprocess.Popen(arguments("killed"), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    deadline, seen = time.monotonic() + 120, []
+    for line in process.stdout:  # wait until training is under way
+        seen.append(line)
+        if line.startswith("Epoch 2/") or time.monotonic() > deadline:
+            break
+    process.kill()
+    process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "".join(seen)[-3000:]
+    assert [path.name for path in (tmp_path / "killed").iterdir()] == [f".tmp-{process.pid}-pair"]  # no pair/
+
+    for out in ("killed", "undisturbed"):
+        result = subprocess.run(arguments(out), cwd=tmp_path, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert [path.name for path in (tmp_path / "killed").iterdir()] == ["pair"]  # the orphan removed
+    written = tree(tmp_path / "killed" / "pair")
+    assert {"peer_a.keras", "peer_b.npy", "curves/peer_a/metrics.json"} <= set(written)
+    assert written == tree(tmp_path / "undisturbed" / "pair")

@@ -189,3 +189,116 @@ def test_temperature_and_soft_target_weight_may_come_from_training(raw_params):
     raw_params["training"]["soft_target_weight"] = 2
     with pytest.raises(ParamsError, match=r"training.soft_target_weight: expected a number in \[0, 1\], found 2.0"):
         parse_params(raw_params)
+
+
+def with_views_and_peers(raw):
+    """The default params with a views entry, a student on it, and a mutual group of two peers."""
+    raw["views"] = {"vj": {"teacher": "teacher", "augmentation": "jitter", "count": 4}}
+    raw["distill_views"] = {"sv": {"architecture": "fc_student", "views": "vj", "temperature": 4.0,
+                                   "soft_target_weight": 0.5}}
+    raw["mutual"] = {"pair": {"temperature": 1.0, "soft_target_weight": 0.5}}
+    raw["peers"] = {name: {"architecture": "fc_student", "group": "pair"} for name in ("peer_a", "peer_b")}
+    return raw
+
+
+def test_views_distill_views_mutual_and_peers_entries_parse(raw_params):
+    params = parse_params(with_views_and_peers(raw_params))
+    assert params.views["vj"].count == 4 and params.model("sv").views is params.views["vj"]
+    assert params.mutual["pair"].peers == ("peer_a", "peer_b")
+
+
+NAN, INF = float("nan"), float("inf")
+BORN = {"architecture": "fc_student", "teacher": "student_scratch", "temperature": 4.0, "soft_target_weight": 0.5,
+        "generations": 2}
+MODEL_NAMES = "expected one of tensorflow, jax, torch"
+
+
+@pytest.mark.parametrize("updates, expected", [
+    # A distilled model's temperature, named as written (not as the loss term that inherits it).
+    *[({"distill.student.temperature": value}, f"distill.student.temperature: expected a number > 0, found {shown}")
+      for value, shown in ((NAN, "nan"), (INF, "inf"), (-1, "-1.0"))],
+    ({"distill.student.temperature": True}, "distill.student.temperature: expected a number, found True"),
+    # views:
+    *[({"views.vj.count": value}, f"views.vj.count: expected an integer >= 1, found {shown}")
+      for value, shown in ((NAN, "nan"), (INF, "inf"), (-3, "-3"), (True, "True"), ("4", "'4'"), (2.5, "2.5"))],
+    *[({"views.vj.mixup": value}, f"views.vj.mixup: expected α > 0 (mixing coefficients from Beta(α, α)) or null "
+                                  f"for no mixing, found {shown}") for value, shown in ((NAN, "nan"), (INF, "inf"), (-1, "-1.0"))],
+    ({"views.vj.mixup": True}, "views.vj.mixup: expected a number, found True"),
+    ({"views.vj.mixup": "strong"}, "views.vj.mixup: expected a number, found 'strong'"),
+    ({"views.vj.teacher": 3}, "views.vj.teacher: expected a model name, found 3"),
+    ({"views.vj.teacher": "professor"}, "views.vj.teacher: 'professor' is not a model"),
+    ({"views.vj.augmentation": True}, "views.vj.augmentation: True is not in augmentations (known: jitter)"),
+    ({"views.vj.layers": "dense"}, "views.vj.layers: expected a list of the teacher's layer names, found 'dense'"),
+    ({"views.vj.layers": ["dense", "dense"]}, "views.vj.layers: 'dense' listed twice"),
+    # distill_views:
+    *[({f"distill_views.sv.{key}": value}, f"distill_views.sv.{key}: expected {what}, found {shown}")
+      for key, what in (("temperature", "a number > 0"), ("soft_target_weight", "a number in [0, 1]"))
+      for value, shown in ((NAN, "nan"), (INF, "inf"), (-1, "-1.0"))],
+    *[({"distill_views.sv.epochs": value}, f"distill_views.sv.epochs: expected an integer >= 1, found {shown}")
+      for value, shown in ((NAN, "nan"), (0, "0"), (False, "False"), ("3", "'3'"))],
+    ({"distill_views.sv.views": 3}, "distill_views.sv.views: 3 is not in views (known: vj)"),
+    ({"distill_views.sv.architecture": "mlp"}, "distill_views.sv.architecture: 'mlp' is not in architectures"),
+    ({"distill_views.sv.backend": "mxnet"}, f"distill_views.sv.backend: {MODEL_NAMES}, found 'mxnet'"),
+    # mutual: (each setting named as the group wrote it, not as training:'s)
+    *[({f"mutual.pair.{key}": value}, f"mutual.pair.{key}: expected {what}, found {shown}")
+      for key, what in (("temperature", "a number > 0"), ("soft_target_weight", "a number in [0, 1]"))
+      for value, shown in ((NAN, "nan"), (INF, "inf"), (-1, "-1.0"))],
+    ({"mutual.pair.temperature": "warm"}, "mutual.pair.temperature: expected a number, found 'warm'"),
+    *[({f"mutual.pair.{key}": value}, f"mutual.pair.{key}: expected an integer >= 1, found {shown}")
+      for key in ("epochs", "batch_size") for value, shown in ((NAN, "nan"), (0, "0"), (True, "True"), ("8", "'8'"))],
+    ({"mutual.pair.backend": "mxnet"}, f"mutual.pair.backend: {MODEL_NAMES}, found 'mxnet'"),
+    ({"mutual.pair.precision": "float8"}, "mutual.pair.precision: expected one of auto, float32"),
+    ({"mutual.pair.augmentation": "jiter"}, "mutual.pair.augmentation: 'jiter' is not in augmentations"),
+    ({"mutual.pair.schedule": "linear"}, "mutual.pair.schedule: 'linear' is not in schedules"),
+    ({"mutual.pair.optimizer": "adam"}, "mutual.pair.optimizer: expected a mapping, found str"),
+    ({"mutual.pair.distribution": 3}, "mutual.pair.distribution: 3; peers train together in one process"),
+    ({"mutual.pair": 5}, "mutual.pair: expected a mapping, found int"),
+    ({"mutual": {"a pair": {"temperature": 1.0, "soft_target_weight": 0.5}}},
+     "mutual.a pair: group names must start with a letter"),
+    ({"mutual": {"../up": {"temperature": 1.0, "soft_target_weight": 0.5}}}, "mutual.../up: group names must"),
+    # peers:
+    ({"peers.peer_a.architecture": "mlp"}, "peers.peer_a.architecture: 'mlp' is not in architectures"),
+    ({"peers.peer_a.group": 3}, "peers.peer_a.group: 3 is not a group of mutual: (known: pair)"),
+    ({"peers.peer_a.epochs": 3}, "peers.peer_a: unknown key(s) epochs"),
+    # generations: the count, then the entry as a distilled model's, named as written
+    *[({"distill.born": {**BORN, "generations": value}},
+       f"distill.born.generations: expected an integer from 1 to 100 (each generation is a model and a stage), "
+       f"found {shown}") for value, shown in ((NAN, "nan"), (True, "True"), ("2", "'2'"), (10 ** 12, "1000000000000"))],
+    ({"distill.born": {**BORN, "temperature": NAN}}, "distill.born.temperature: expected a number > 0, found nan"),
+    ({"distill.born": {**BORN, "epochs": -1}}, "distill.born.epochs: expected an integer >= 1, found -1"),
+    ({"distill.born": {**BORN, "teacher": "professor"}}, "distill.born.teacher: 'professor' is not a model"),
+    ({"distill.born": {k: v for k, v in BORN.items() if k != "teacher"}}, "distill.born: missing key(s) teacher"),
+    ({"distill.born": {**BORN, "ensemble": "yes"}}, "distill.born.ensemble: expected true or false, found 'yes'"),
+])
+def test_every_number_and_name_of_views_mutual_peers_and_generations_is_checked(raw_params, updates, expected):
+    from conftest import set_keys
+
+    assert expected in break_params(with_views_and_peers(raw_params), lambda raw: set_keys(raw, updates))
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("seed: 0\nseed: 1\n", "seed: given twice in {path}, on lines 1 and 2; YAML would silently keep the last"),
+    ("distill:\n  student:\n    temperature: 4.0\n    teacher: ta\n    temperature: 2.0\n",
+     "distill.student.temperature: given twice in {path}, on lines 3 and 5"),
+    ("architectures:\n  fc:\n    - {class_name: Dense, class_name: Flatten}\n",
+     "architectures.fc[0].class_name: given twice in {path}, on lines 3 and 3"),
+])
+def test_a_key_given_twice_is_refused_naming_it_and_both_lines(tmp_path, text, expected):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ParamsError) as error:
+        load_params(path)
+    assert expected.format(path=path) in str(error.value)
+
+
+def test_a_key_merged_from_an_anchor_may_be_overridden(tmp_path, default_params_raw):
+    import yaml
+
+    text = "x_defaults: &base {temperature: 4.0, soft_target_weight: 0.5}\n" + (ROOT / "params.yaml").read_text()
+    path = tmp_path / "params.yaml"
+    path.write_text(text.replace("  student_direct:", "  merged: {<<: *base, temperature: 2.0, architecture: fc_student, "
+                                                      "teacher: teacher}\n  student_direct:", 1))
+    with pytest.raises(ParamsError, match="params.yaml: unknown key.s. x_defaults"):  # merged fine; the anchor's key is not one
+        load_params(path)
+    assert yaml.safe_load(path.read_text())["distill"]["merged"]["temperature"] == 2.0
+    assert load_params(ROOT / "params.yaml").models.keys() == parse_params(default_params_raw).models.keys()

@@ -129,3 +129,107 @@ def test_an_augmentation_with_no_stateless_form_is_refused_before_any_work(raw_p
     with pytest.raises(ParamsError, match=r"views.tj.augmentation \(noise\), layer 0 \(GaussianNoise\): has no "
                                           r"stateless form"):
         check_models(params, (8, 8, 1), 3)
+
+
+# ---------------------------------------------------------------------------------------------- disk and kills
+
+def npy_data_bytes(path):
+    with open(path, "rb") as file:
+        major, _ = np.lib.format.read_magic(file)
+        (np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0)(file)
+        return path.stat().st_size - file.tell()
+
+
+def test_the_size_checked_is_what_the_views_take(computed):
+    """view_bytes (what the disk check counts) is exactly the arrays compute_views writes."""
+    from kd.views import view_bytes
+
+    params, train, teacher, root = computed
+    written = sum(npy_data_bytes(path) for path in (root / "logits" / "views" / "tj").rglob("*.npy"))
+    shapes = {"hidden": teacher.get_layer("hidden").output.shape[1:]}
+    assert written == len(train) * 4 * view_bytes(params.views["tj"], train.image_shape, 3, shapes)
+
+
+def stage(script, *args, cwd):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    return subprocess.run([sys.executable, str(ROOT / "stages" / script), *args], cwd=cwd, capture_output=True,
+                          text=True)
+
+
+def write_params(path, raw):
+    import yaml
+
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+def test_views_that_cannot_fit_on_the_disk_are_refused_by_prepare_and_their_stage(computed, raw_params):
+    """A careless count (10¹² views of each image) is refused up front, naming the key, the size and the room."""
+    _, train, _, root = computed
+    raw = views_params(raw_params, layers=["hidden"])
+    raw["views"]["tj"]["count"] = 10 ** 12
+    raw["data"]["limit"] = 200
+    params = write_params(root / "big.yaml", raw)
+    result = stage("prepare.py", "--params", params, "--out", str(root / "fresh"), "--logits", str(root / "out"),
+                   cwd=root)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    # A view: MNIST's 10 logits and the 16 floats of layer hidden (float32), the translation drawn (2 floats).
+    assert (f"error: views.tj.count: {root}/out/views/tj/ has " in result.stderr
+            and " free; caching 1,000,000,000,000 views of each of 180 training images (112 bytes a view) needs "
+                "20,160.0 TB; nothing was written" in result.stderr), result.stderr
+    assert not (root / "fresh").exists() and not (root / "out").exists()
+    result = stage("views.py", "tj", "--params", params, "--data", str(root / "data"), "--models",
+                   str(root / "models"), "--logits", str(root / "out"), "--timings", str(root / "timings"), cwd=root)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    # Here the toy split: 40 images, 3 classes.
+    assert (" free; caching 1,000,000,000,000 views of each of 40 training images (84 bytes a view) needs 3,360.0 TB; "
+            "nothing was written" in result.stderr), result.stderr
+    assert not (root / "out").exists() and not (root / "timings").exists()
+
+
+def tree(folder):
+    """``{relative path: bytes}`` of every file under ``folder``."""
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_a_views_stage_killed_mid_write_leaves_nothing_and_its_rerun_writes_the_same_bytes(computed, raw_params):
+    """SIGKILL (no chance to clean up) while the views are being written: logits/views/tj/ does not appear;
+    the rerun removes what the killed run left beside it and writes what an undisturbed run writes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    _, _, _, root = computed
+    params = write_params(root / "many.yaml", set_keys(views_params(raw_params, mixup=0.5, layers=["hidden"]),
+                                                      {"views.tj.count": 4000}))  # 160,000 views: seconds
+
+    def arguments(logits):
+        return ["tj", "--params", params, "--data", str(root / "data"), "--models", str(root / "models"),
+                "--logits", str(root / logits), "--timings", str(root / "timings")]
+
+    process = subprocess.Popen([sys.executable, str(ROOT / "stages" / "views.py"), *arguments("killed")], cwd=root,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list((root / "killed" / "views").glob(".tmp-*-tj/logits.npy")):  # the first block is written
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-3000:]
+        time.sleep(0.01)
+    process.kill()
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "the stage ended before it was killed: give it more views"
+    assert [path.name for path in (root / "killed" / "views").iterdir()] == [f".tmp-{process.pid}-tj"]  # no tj/
+
+    rerun = stage("views.py", *arguments("killed"), cwd=root)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert [path.name for path in (root / "killed" / "views").iterdir()] == ["tj"]  # the orphan removed
+    undisturbed = stage("views.py", *arguments("undisturbed"), cwd=root)
+    assert undisturbed.returncode == 0, undisturbed.stderr[-3000:]
+    written = tree(root / "killed" / "views" / "tj")
+    assert "logits.npy" in written and "features/hidden.npy" in written and "mix.npy" in written
+    assert written == tree(root / "undisturbed" / "views" / "tj")

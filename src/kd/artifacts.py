@@ -17,6 +17,7 @@ Two properties DVC needs from every output:
 import contextlib
 import json
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -37,6 +38,7 @@ def atomic_path(path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphans(path)
     temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     try:
         yield temporary
@@ -53,6 +55,7 @@ def atomic_directory(folder):
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphans(folder)
     temporary = folder.with_name(f".tmp-{os.getpid()}-{folder.name}")
     previous = folder.with_name(f".old-{os.getpid()}-{folder.name}")
     shutil.rmtree(temporary, ignore_errors=True)
@@ -64,6 +67,41 @@ def atomic_directory(folder):
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
         shutil.rmtree(previous, ignore_errors=True)
+
+
+ORPHAN = re.compile(r"^\.(?:tmp|old|keras-\.tmp)-(\d+)-(.+)$")  # the names atomic_path and atomic_directory use
+
+
+def remove_orphans(path):
+    """Remove what a killed writer of ``path`` left beside it: its temporary file or folder (``.tmp-<pid>-``),
+    or the previous output it had moved aside (``.old-<pid>-``), for each ``<pid>`` that no longer runs.
+
+    SIGKILL (the OOM killer, ``kill -9``, a lost machine) stops a stage with no chance to clean up; what
+    it was writing never reached ``path``, but would stay beside it, taking disk space, until the rerun.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return
+    for entry in path.parent.iterdir():
+        match = ORPHAN.match(entry.name)
+        if not match or match.group(2) != path.name or _running(int(match.group(1))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def _running(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process (EPERM): running
+        return True
+    return True
 
 
 def write_json(path, payload):

@@ -283,11 +283,29 @@ def _write_split(part, folder):
     (folder / "split.json").write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
 
 
+def check_free_space(folder, needed, doing, key=None, error=DataError):
+    """Refuse up front work that will write ``needed`` bytes under ``folder`` when its disk has less free.
+
+    ``doing`` says what needs them; ``key``, the params key to name first (``views.vj.count``). The
+    folder need not exist yet: its nearest existing parent's disk is the one asked.
+    """
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < needed:
+        raise error((f"{key}: " if key else "") + f"{folder}/ has {_gigabytes(free)} free; {doing} needs "
+                    f"{_gigabytes(needed)}; nothing was written")
+
+
 def _row_bytes(rows):
     return int(np.prod(rows.shape[1:], dtype=np.int64)) * np.dtype(rows.dtype).itemsize
 
 
 def _gigabytes(count):
+    if count >= 1e12:
+        return f"{count / 1e12:,.1f} TB"
     return f"{count / 1e9:.1f} GB" if count >= 1e8 else f"{count / 1e6:.1f} MB"
 
 
@@ -420,10 +438,7 @@ def _read_image_folder(folder, images, seed, work):
     # The decoded images, then the splits copied from them: twice the decoded size, checked up front.
     needed = 2 * total * int(np.prod(shape))
     work.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(work).free
-    if free < needed:
-        raise DataError(f"{work.parent}/ has {_gigabytes(free)} free; decoding {total:,} images of {shape} and "
-                        f"writing the splits needs {_gigabytes(needed)}; nothing was written")
+    check_free_space(work.parent, needed, f"decoding {total:,} images of {shape} and writing the splits")
     import tensorflow as tf  # noqa: F401  (imported before the clock starts: the rate is the decoding's)
 
     skipped = []
@@ -514,12 +529,25 @@ def _decoder(paths, shape):
 
 
 def _decode(path, images, skipped):
-    """One image as uint8 (height, width, channels), resized bilinearly as :func:`_decoder` does."""
+    """One image as uint8 (height, width, channels), resized bilinearly as :func:`_decoder` does.
+
+    TensorFlow's decoders give a 16-bit PNG's pixels as their high byte (v // 256: 65535 -> 255) and
+    a CMYK JPEG in RGB (inverted CMYK, as Photoshop and PIL write it); libjpeg cannot give CMYK in one
+    channel, so for ``grayscale`` such a file is decoded to RGB here and converted as ``tf.image`` does.
+    """
     import tensorflow as tf
 
     channels = 1 if images.color_mode == "grayscale" else 3
     try:
-        image = tf.io.decode_image(path.read_bytes(), channels=channels, expand_animations=False)
+        data = path.read_bytes()
+        try:
+            image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+        except tf.errors.InvalidArgumentError:
+            if channels == 1:  # a CMYK JPEG: libjpeg gives it in RGB only (TensorFlow converts CMYK), then gray
+                rgb = tf.cast(tf.io.decode_image(data, channels=3, expand_animations=False), tf.float32)
+                image = tf.cast(tf.clip_by_value(tf.round(tf.image.rgb_to_grayscale(rgb)), 0, 255), tf.uint8)
+            else:
+                raise
     except (tf.errors.InvalidArgumentError, OSError) as error:
         if images.skip_unreadable:
             skipped.append(str(path))

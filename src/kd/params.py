@@ -36,6 +36,7 @@ The file's sections:
 A model entry may override any ``training`` key for itself.
 """
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,10 +229,64 @@ def load_params(path="params.yaml"):
     except OSError as error:
         raise ParamsError(f"cannot read params file {path}: {error.strerror}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
+    except DuplicateKey as duplicate:
+        raise ParamsError(f"{duplicate.key}: given twice in {path}, on lines {duplicate.lines[0]} and "
+                          f"{duplicate.lines[1]}; YAML would silently keep the last; give each key once") from None
     except yaml.YAMLError as error:
         raise ParamsError(f"{path} is not valid YAML: {error}") from None
     return parse_params(raw)
+
+
+class DuplicateKey(yaml.YAMLError):
+    """A mapping of the YAML file gives one key twice (``key``: its dotted path; ``lines``: both, from 1)."""
+
+    def __init__(self, key, lines):
+        super().__init__(f"{key}: given twice, on lines {lines[0]} and {lines[1]}")
+        self.key, self.lines = key, lines
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, refusing a mapping that gives a key twice (plain YAML keeps the last silently).
+
+    Keys merged in with ``<<: *anchor`` may be overridden, as YAML intends; keys written out may not.
+    """
+
+    def construct_document(self, node):
+        self._paths = {}
+        _note_paths(node, "", self._paths)
+        return super().construct_document(node)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:  # an unhashable key: SafeLoader refuses it below
+                    continue
+                if first is not key_node:
+                    parent = self._paths.get(id(node), "")
+                    raise DuplicateKey(f"{parent}.{key}" if parent else str(key),
+                                       (first.start_mark.line + 1, key_node.start_mark.line + 1))
+        return super().construct_mapping(node, deep=deep)
+
+
+def _note_paths(node, path, paths):
+    """``paths[id(node)]``: the dotted path (``distill.student``, ``architectures.fc[1]``) of each node under ``node``."""
+    if id(node) in paths:  # an alias: named where it first appears
+        return
+    paths[id(node)] = path
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+            _note_paths(value_node, f"{path}.{key}" if path else key, paths)
+    elif isinstance(node, yaml.SequenceNode):
+        for position, item in enumerate(node.value):
+            _note_paths(item, f"{path}[{position}]", paths)
 
 
 def parse_params(raw):
@@ -251,6 +306,11 @@ def parse_params(raw):
     }
     named["views"] = _parse_views(raw.get("views") or {}, named["augmentations"])
     groups = _mapping(raw.get("mutual") or {}, "mutual")
+    for group, entry in groups.items():  # before the peers that name them
+        if not isinstance(group, str) or not MODEL_NAME.match(group):
+            raise ParamsError(f"mutual.{group}: group names must start with a letter and hold only letters, digits "
+                              "and '_' (they become folder and stage names)")
+        _mapping(entry, f"mutual.{group}")
     peers_of = {}  # group -> its peers, as the peers: entries name them
 
     models = {}
@@ -258,7 +318,7 @@ def parse_params(raw):
         entries = raw.get(section) or {}
         _mapping(entries, section)
         if section == "distill":
-            _refuse_unexpanded_generations(entries, models)
+            _refuse_unexpanded_generations(entries, models, defaults, named, raw)
         if section == "train" and not entries and not models:
             raise ParamsError("train: expected at least one model trained on labels alone (or one in pretrained:), "
                               "found none")
@@ -308,11 +368,23 @@ MUTUAL_KEYS = tuple(k for k in TRAINING_KEYS if k != "keep") + TRAINING_OPTIONAL
                                                                                  "loss")
 
 
-def _refuse_unexpanded_generations(entries, models):
-    """Born-again generations are k models, so k params entries (DVC makes one stage per entry)."""
+def _refuse_unexpanded_generations(entries, models, defaults, named, raw):
+    """Born-again generations are k models, so k params entries (DVC makes one stage per entry).
+
+    The entry is checked first, every key as a distilled model's, so that the entries `make generations`
+    writes are valid and a bad value is named as the user wrote it (``distill.born.temperature``).
+    """
     for name, entry in entries.items():
         if isinstance(entry, dict) and "generations" in entry:
+            key = f"distill.{name}"
             expanded = list(expand_generations({name: entry}))  # the count and options checked
+            base = {k: v for k, v in entry.items() if k not in ("generations", "ensemble")}
+            _parse_model(name, key, base, defaults, named, distilled=True)
+            known = [model for section in ("pretrained", "train", "peers", "distill", "distill_views")
+                     for model in (raw.get(section) or {})]
+            if base["teacher"] not in known or base["teacher"] == name:
+                raise ParamsError(f"{key}.teacher: {base['teacher']!r} is not a model (models: "
+                                  f"{', '.join(map(str, (m for m in known if m != name)))})")
             for generation in expanded:
                 if generation in models or generation in entries:
                     raise ParamsError(f"distill.{name}.generations: generation {generation!r} would collide with "
@@ -320,6 +392,9 @@ def _refuse_unexpanded_generations(entries, models):
             raise ParamsError(f"distill.{name}.generations: {len(expanded)} generation(s) are {len(expanded)} models, "
                               f"each a stage, and DVC makes one stage per params entry: run `make generations` to "
                               f"write {', '.join(expanded)} into params.yaml")
+
+
+MAX_GENERATIONS = 100  # born-again chains are a few generations long; each one is trained in turn
 
 
 def expand_generations(entries, section="distill"):
@@ -331,7 +406,10 @@ def expand_generations(entries, section="distill"):
             expanded[name] = entry
             continue
         key = f"{section}.{name}"
-        count = _integer(entry["generations"], f"{key}.generations", minimum=1)
+        count = _integer(entry["generations"], f"{key}.generations", minimum=1, maximum=MAX_GENERATIONS,
+                         why=" (each generation is a model and a stage)")
+        if "teacher" not in entry:
+            raise ParamsError(f"{key}: missing key(s) teacher (the first generation's)")
         ensemble = entry.get("ensemble", False)
         if not isinstance(ensemble, bool):
             raise ParamsError(f"{key}.ensemble: expected true or false, found {ensemble!r}")
@@ -374,20 +452,25 @@ def _parse_peer(name, key, entry, defaults, named, groups):
     group = entry["group"]
     if not isinstance(group, str) or group not in groups:
         raise ParamsError(f"{key}.group: {group!r} is not a group of mutual: (known: {', '.join(map(str, groups)) or 'none'})")
-    settings = {k: v for k, v in (groups[group] or {}).items() if k in TRAINING_KEYS + TRAINING_OPTIONAL}
-    if "keep" in (groups[group] or {}):
+    group_entry = groups[group] or {}
+    settings = {k: v for k, v in group_entry.items() if k in TRAINING_KEYS + TRAINING_OPTIONAL}
+    if "keep" in group_entry:
         raise ParamsError(f"mutual.{group}: unknown key(s) keep; peers keep their last epoch's weights")
+
+    def where(setting):  # the key the group's setting was written as: its own, or training:'s
+        return f"mutual.{group}.{setting}" if setting in group_entry else f"training.{setting}"
+
     distribution = settings.get("distribution", defaults["distribution"])
     if distribution not in MUTUAL_DISTRIBUTIONS:
-        raise ParamsError(f"mutual.{group}.distribution: {distribution!r}; peers train together in one process: "
+        raise ParamsError(f"{where('distribution')}: {distribution!r}; peers train together in one process: "
                           f"expected one of {', '.join(MUTUAL_DISTRIBUTIONS)}")
-    backend = settings.get("backend", defaults["backend"])
+    backend = _choice(settings.get("backend", defaults["backend"]), where("backend"), BACKENDS)
     if distribution == "mirrored" and backend == "torch":
-        raise ParamsError(f"mutual.{group}.distribution: mirrored needs tensorflow or jax; the group trains under "
-                          "torch, on one device in kd")
+        raise ParamsError(f"{where('distribution')}: mirrored needs tensorflow or jax; the group trains under "
+                          f"torch ({where('backend')}), on one device in kd")
     # The group's settings are the peer's, as the training: defaults are a model's.
     return _parse_model(name, key, {"architecture": entry["architecture"]}, {**defaults, **settings, "keep": "last"},
-                        named, distilled=False)
+                        named, distilled=False, where=where)
 
 
 def _parse_views(raw, augmentations):
@@ -409,13 +492,14 @@ def _parse_views(raw, augmentations):
         count = _integer(entry["count"], f"{key}.count", minimum=1)
         mixup = entry.get("mixup")
         if mixup is not None:
-            mixup = _number(mixup, f"{key}.mixup")
-            if not mixup > 0:
-                raise ParamsError(f"{key}.mixup: expected α > 0 (mixing coefficients from Beta(α, α)) or null for "
-                                  f"no mixing, found {mixup}")
+            mixup = _number(mixup, f"{key}.mixup", "α > 0 (mixing coefficients from Beta(α, α)) or null for "
+                            "no mixing", holds=lambda value: value > 0)
         layers = entry.get("layers") or []
         if not isinstance(layers, list) or not all(isinstance(n, str) for n in layers):
             raise ParamsError(f"{key}.layers: expected a list of the teacher's layer names, found {layers!r}")
+        twice = sorted({n for n in layers if layers.count(n) > 1})
+        if twice:
+            raise ParamsError(f"{key}.layers: {', '.join(map(repr, twice))} listed twice; list each layer once")
         views[name] = ViewsSpec(name, entry["teacher"], augmentation, augmentations[augmentation], count, mixup,
                                 tuple(layers))
     return views
@@ -490,9 +574,8 @@ def _parse_data(raw):
                 f"data (a .npz file or a folder of class folders) in {SOURCES_DIR}/, which the prepare stage depends "
                 f"on, so that changing it reruns the pipeline (e.g. {SOURCES_DIR}/{Path(source).name})"
             )
-    fraction = _number(raw["validation_fraction"], "data.validation_fraction")
-    if not 0 < fraction < 1:
-        raise ParamsError(f"data.validation_fraction: expected a number in (0, 1), found {fraction}")
+    fraction = _number(raw["validation_fraction"], "data.validation_fraction", "a number in (0, 1)",
+                       holds=lambda value: 0 < value < 1)
     limit = raw["limit"]
     if limit is not None:
         limit = _integer(limit, "data.limit", minimum=2)
@@ -510,9 +593,8 @@ def _parse_images(raw):
                                                                 and v > 0 for v in size)):
         raise ParamsError(f"data.images.size: expected [height, width] in pixels, found {size!r}")
     color_mode = _choice(raw["color_mode"], "data.images.color_mode", ("grayscale", "rgb"))
-    fraction = _number(raw.get("test_fraction", 0.2), "data.images.test_fraction")
-    if not 0 < fraction < 1:
-        raise ParamsError(f"data.images.test_fraction: expected a number in (0, 1), found {fraction}")
+    fraction = _number(raw.get("test_fraction", 0.2), "data.images.test_fraction", "a number in (0, 1)",
+                       holds=lambda value: 0 < value < 1)
     skip = raw.get("skip_unreadable", False)
     if not isinstance(skip, bool):
         raise ParamsError(f"data.images.skip_unreadable: expected true or false, found {skip!r}")
@@ -550,7 +632,8 @@ def _class_config(value, key):
     return value
 
 
-def _parse_model(name, key, entry, defaults, named, distilled):
+def _parse_model(name, key, entry, defaults, named, distilled, where=None):
+    """``where(setting)``: the key a setting not in ``entry`` was written as (default ``training.<setting>``)."""
     if distilled:
         _keys(entry, key, required=("architecture",) + DISTILL_KEYS,
               optional=TRAINING_KEYS + TRAINING_OPTIONAL + DISTILL_OPTIONAL)
@@ -560,7 +643,9 @@ def _parse_model(name, key, entry, defaults, named, distilled):
     settings = {**defaults, **{k: entry[k] for k in own if k in entry}}
 
     def setting_key(setting):  # where the value came from: the model's entry or the defaults
-        return f"{key}.{setting}" if setting in entry else f"training.{setting}"
+        if setting in entry:
+            return f"{key}.{setting}"
+        return where(setting) if where is not None else f"training.{setting}"
 
     def named_entry(value, where, section, nullable):
         """The entry of section ``section`` that ``value`` names (None for null, if allowed)."""
@@ -613,9 +698,8 @@ def _parse_pretrained(name, key, entry, defaults):
     if not isinstance(path, str) or not path.endswith((".keras", ".h5")):
         raise ParamsError(f"{key}.path: expected a path to a .keras or .h5 file, found {path!r}")
     outputs = _choice(entry["outputs"], f"{key}.outputs", ("logits", "probabilities"))
-    scale = _number(entry.get("input_scale", 1.0), f"{key}.input_scale")
-    if scale <= 0:
-        raise ParamsError(f"{key}.input_scale: expected a number > 0 (255 for a model of 0..255 pixels), found {scale}")
+    scale = _number(entry.get("input_scale", 1.0), f"{key}.input_scale",
+                    "a number > 0 (255 for a model of 0..255 pixels)", holds=lambda value: value > 0)
     return ModelSpec(
         name=name, architecture=f"file {path}", layers=(), epochs=1, batch_size=defaults["batch_size"],
         optimizer=defaults["optimizer"], schedule=None, augmentation=(), keep="last", distribution="default",
@@ -678,12 +762,10 @@ def _soft_targets(key, settings, where):
     for name in ("temperature", "soft_target_weight"):
         if name not in settings:
             raise ParamsError(f"{key}: missing key {name} (give it here, or for every distilled model in training:)")
-    temperature = _number(settings["temperature"], where("temperature"))
-    if temperature <= 0:
-        raise ParamsError(f"{where('temperature')}: expected a number > 0, found {temperature}")
-    weight = _number(settings["soft_target_weight"], where("soft_target_weight"))
-    if not 0 <= weight <= 1:
-        raise ParamsError(f"{where('soft_target_weight')}: expected a number in [0, 1], found {weight}")
+    # Checked here, under the key it was written as: the loss's terms inherit it, under the loss's key.
+    temperature = _number(settings["temperature"], where("temperature"), "a number > 0", holds=lambda value: value > 0)
+    weight = _number(settings["soft_target_weight"], where("soft_target_weight"), "a number in [0, 1]",
+                     holds=lambda value: 0 <= value <= 1)
     return temperature, weight, parse_loss(settings.get("loss", "hinton"), where("loss"), temperature)
 
 
@@ -701,9 +783,7 @@ def _parse_teachers(raw, key, teacher):
         raise ParamsError(f"{key}: {', '.join(map(str, raw))} does not include the model's teacher {teacher!r}")
     weights = {}
     for name, weight in raw.items():
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
-            raise ParamsError(f"{key}.{name}: expected a weight >= 0, found {weight!r}")
-        weights[name] = float(weight)
+        weights[name] = _number(weight, f"{key}.{name}", "a weight >= 0", holds=lambda value: value >= 0)
     if not any(weights.values()):
         raise ParamsError(f"{key}: every teacher has weight 0; give at least one a weight > 0")
     return ((teacher, weights.pop(teacher)),) + tuple(weights.items())
@@ -787,11 +867,12 @@ def _keys(value, key, required=(), optional=()):
     return value
 
 
-def _integer(value, key, minimum):
+def _integer(value, key, minimum, maximum=None, why=""):
+    expected = f"an integer >= {minimum}" if maximum is None else f"an integer from {minimum} to {maximum}{why}"
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ParamsError(f"{key}: expected an integer >= {minimum}, found {value!r}")
-    if value < minimum:
-        raise ParamsError(f"{key}: expected an integer >= {minimum}, found {value}")
+        raise ParamsError(f"{key}: expected {expected}, found {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ParamsError(f"{key}: expected {expected}, found {value}")
     return value
 
 
@@ -801,7 +882,12 @@ def _choice(value, key, allowed):
     return value
 
 
-def _number(value, key):
+def _number(value, key, expected="a finite number", holds=None):
+    """``value`` as a float: an int or a float (never a bool), finite, for which ``holds`` (if given) is
+    true; else ``<key>: expected <expected>, found <value>`` (NaN and infinities are never accepted)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ParamsError(f"{key}: expected a number, found {value!r}")
-    return float(value)
+    value = float(value)
+    if not math.isfinite(value) or (holds is not None and not holds(value)):
+        raise ParamsError(f"{key}: expected {expected}, found {value}")
+    return value

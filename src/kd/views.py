@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kd.errors import ArtifactError
+from kd.errors import ArtifactError, ParamsError
 from kd.models import augmentation_layers, check_stateless, per_image
 
 VIEWS_FORMAT = 1
@@ -104,6 +104,54 @@ def compute_views(views, teacher, train, folder, seed, teacher_file):
                    "layers": list(views.layers), "seed": seed, "teacher_md5": file_md5(teacher_file),
                    "data": data_fingerprint(train)}
     (folder / "views.json").write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
+
+
+def view_bytes(views, image_shape, num_classes, layer_shapes=None):
+    """What one view takes in the views' folder: the teacher's logits and ``layer_shapes``' layers
+    (float32), each augmentation layer's drawn transformation and, with mixup, the partner's index,
+    the coefficient and the partner's transformations."""
+    import keras
+
+    per_view = 4 * int(num_classes) + sum(4 * int(np.prod(shape)) for shape in (layer_shapes or {}).values())
+    images = np.zeros((2,) + tuple(image_shape), np.float32)
+    generator = keras.random.SeedGenerator(0)
+    transformations = 0
+    for layer in augmentation_layers(views, image_shape, seed=0):
+        drawn = per_image(layer.get_random_transformation(images, training=True, seed=generator), len(images))
+        transformations += sum(keras.ops.convert_to_numpy(value).nbytes // len(images) for value in (drawn or {}).values())
+    per_view += transformations
+    if views.mixup is not None:
+        per_view += np.dtype(np.int64).itemsize + np.dtype(np.float32).itemsize + transformations
+    return per_view
+
+
+def check_cache_fits(views, train, folder, teacher=None):
+    """Refuse views whose folder will not fit on its disk, before any work (ParamsError naming the count).
+
+    ``train``: the training split (or the one prepare plans); ``teacher``: the Keras model, whose cached
+    layers count too (without it, the layers are left out: the size checked is then a lower bound).
+    """
+    from kd.data import check_free_space
+
+    known = {layer.name for layer in teacher.layers} if teacher is not None else set()
+    shapes = {name: teacher.get_layer(name).output.shape[1:] for name in views.layers if name in known}
+    per_view = view_bytes(views, train.image_shape, train.num_classes, shapes)
+    check_free_space(folder, len(train) * views.count * per_view,
+                     f"caching {views.count:,} views of each of {len(train):,} training images ({per_view:,} bytes "
+                     "a view)", key=f"views.{views.name}.count", error=ParamsError)
+
+
+def check_every_cache_fits(params, train, folder):
+    """:func:`check_cache_fits` for every ``views:`` entry, their folders under ``folder`` (prepare's check).
+    A teacher kd trains is built to size its cached layers; a teacher file's are left out."""
+    from kd.models import build_model
+
+    for views in (params.views or {}).values():
+        spec = params.model(views.teacher)
+        teacher = None
+        if views.layers and spec.pretrained is None:
+            teacher = build_model(spec, train.image_shape, train.num_classes)
+        check_cache_fits(views, train, Path(folder) / views.name, teacher)
 
 
 def _transform(layers, x, generator, prefix, write):
