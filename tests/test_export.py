@@ -156,6 +156,40 @@ def test_saved_model_and_tflite_files_are_byte_stable(shipped, tmp_path):
     assert convert_tflite(tmp_path / "loaded", shipped["representative"]) == shipped["int8_bytes"]
 
 
+EXPORT_SCRIPT = """
+import sys
+from kd.artifacts import load_model
+from kd.export import export_saved_model
+model = load_model(sys.argv[1])
+states = [v.numpy().tolist() for v in model.non_trainable_variables if v.name == "seed_generator_state"]
+export_saved_model(model, sys.argv[2])
+after = [v.numpy().tolist() for v in model.non_trainable_variables if v.name == "seed_generator_state"]
+print("STATES", states, after)
+"""
+
+
+def test_a_model_with_dropout_exports_the_same_bytes_from_each_run(tmp_path):
+    # Each load draws Dropout's seed-generator state at random (as the export stage does, once per
+    # run); the SavedModel must not carry it.
+    import subprocess
+    import sys
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dropout(0.5),
+                              keras.layers.Dense(3, name="logits")])
+    save_model(model, tmp_path / "dropout.keras")
+    drawn = []
+    for run in ("first", "second"):
+        result = subprocess.run([sys.executable, "-c", EXPORT_SCRIPT, str(tmp_path / "dropout.keras"),
+                                 str(tmp_path / run)], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        states, after = result.stdout.split("STATES ", 1)[1].rsplit("] [", 1)
+        drawn.append(states + "]")
+        assert states + "]" == "[" + after.strip()  # the model's own state is given back
+    assert drawn[0] != drawn[1]  # what made two exports differ
+    assert tree_digest(tmp_path / "first") == tree_digest(tmp_path / "second")
+
+
 def test_export_replaces_a_folder_atomically(shipped, tmp_path):
     target = tmp_path / "model"
     target.mkdir()

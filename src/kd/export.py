@@ -7,7 +7,8 @@ their accuracy, size and latency measured through the LiteRT interpreter.
   function names and captured-input names carry a process-wide counter (they change when
   anything else was traced first), and ``fingerprint.pb`` holds a random UUID. Here the
   variables are saved in name order, the counters are renumbered by rank and the UUID is
-  derived from the content, so one model gives one set of bytes (DVC hashes outputs).
+  derived from the content, so one model gives one set of bytes (DVC hashes outputs). The state of
+  Dropout's seed generator, drawn at random when a model is loaded, is saved as zeros.
 - :func:`convert_tflite` converts that SavedModel (``TFLiteConverter.from_saved_model``:
   the file shipped is the one converted; ``from_keras_model`` would export a second
   SavedModel to a temporary folder and print its endpoints on stdout), to
@@ -50,7 +51,7 @@ def export_saved_model(model, folder):
     folder = Path(folder)
     with atomic_directory(folder) as temporary:
         try:
-            with _variables_in_name_order():
+            with _variables_in_name_order(), _fixed_seed_states(model):
                 model.export(str(temporary), verbose=False, input_signature=_input_signature(model))
         except Exception as error:  # Keras/TF raise many types for a model they cannot trace
             raise ExportError(
@@ -102,6 +103,25 @@ def _variables_in_name_order():
         yield
     finally:
         archive._list_variables_used_by_fns = original
+
+
+@contextlib.contextmanager
+def _fixed_seed_states(model):
+    """Zero, for the export, the state of the model's seed generators (Dropout's and the like).
+
+    Keras draws that state at random when a model is built or loaded (a ``.keras`` file does not
+    hold it), and the SavedModel saves it with the weights: two exports of one file would differ
+    in ``variables.data-*``. Inference never reads it. The model's own state is restored after.
+    """
+    states = [v for v in model.non_trainable_variables if v.name == "seed_generator_state"]
+    values = [v.numpy() for v in states]
+    for variable in states:
+        variable.assign(np.zeros(variable.shape, variable.dtype))
+    try:
+        yield
+    finally:
+        for variable, value in zip(states, values):
+            variable.assign(value)
 
 
 _COUNTED = re.compile(r"^(.*_)(\d+)$")
