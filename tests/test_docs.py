@@ -310,3 +310,21 @@ def test_readme_tool_pastes_reports_where_their_markers_are(tmp_path, capsys):
     assert "not pasted anywhere: reports/seeds/lost.md" in capsys.readouterr().out
     assert load_readme_tool().paste_reports(tmp_path) == []  # a second run changes nothing
 
+
+
+def test_every_marker_holds_what_its_report_or_record_renders():
+    # A figure between markers is pasted by `make readme` from a committed report or record: a hand
+    # edit of either side shows here.
+    import re
+
+    tool = load_readme_tool()
+    rendered = tool.reports(ROOT)
+    checked = 0
+    for page in tool.pages(ROOT):
+        text = page.read_text()
+        for marker, content in re.findall(r"<!-- (\S+):start -->\n(.*?)<!-- \1:end -->", text, re.S):
+            assert marker in rendered, f"{page.relative_to(ROOT)}: <!-- {marker} --> has no report or record"
+            assert content == rendered[marker][1], (f"{page.relative_to(ROOT)}: <!-- {marker} --> differs from what "
+                                                    f"{rendered[marker][0].relative_to(ROOT)} renders; run make readme")
+            checked += 1
+    assert checked >= 2

@@ -14,7 +14,6 @@ import concurrent.futures
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -129,7 +128,7 @@ def main(argv=None):
         print(f"{name} (pip install -e '{spec}'): {len(packages)} packages, {figures[name]['download_mb']:,} MB "
               f"to download from the public index"
               + (f", {figures[name]['disk_mb']:,} MB on disk" if args.disk else "") + f"; largest: {described}")
-    write_json(args.record, record(figures, started, command=f"python tools/check_install.py"
+    write_json(args.record, record(figures, started, command="python tools/check_install.py"
                                    + (" --disk" if args.disk else "")))
     print(f"every pin resolves on the public index; figures in {os.path.relpath(args.record)}")
 

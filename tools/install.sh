@@ -73,6 +73,6 @@ if ! { "$VENV/bin/python" -m pip install --quiet --upgrade pip \
        && "$VENV/bin/python" -m pip install --quiet -e "$spec" -c constraints.txt \
        && "$VENV/bin/python" -m pip install --quiet --no-deps $no_deps; } >>"$LOG" 2>&1; then
     reason=$(grep -m1 '^ERROR' "$LOG" || tail -n1 "$LOG")
-    fail "pip could not install kd$([ -n "$extras" ] && echo "[$extras]"): ${reason#ERROR: } (full log: $LOG; rerun the make target to retry)"
+    fail "pip could not install kd$([ -n "$extras" ] && echo "[$extras]"): ${reason#ERROR: } (full log: $LOG; run the same command again to retry)"
 fi
 echo "$digest ${extras:-core}" > "$STAMP"

@@ -2,7 +2,9 @@
 
 ``<!-- comparison:start -->`` … ``<!-- comparison:end -->`` gets reports/comparison.md (the
 last `dvc repro`); ``<!-- seeds:<config>:start -->`` … ``<!-- seeds:<config>:end -->`` gets
-reports/seeds/<config>.md (the last `make seeds CONFIG=<config>`). A marker may sit in any of
+reports/seeds/<config>.md (the last `make seeds CONFIG=<config>`); ``<!-- record:<name>:start -->``
+gets the figures of the record reports/<name>.json rendered by RECORDS[name] (a table and the line
+saying which command, commit and machine measured them). A marker may sit in any of
 those pages (the README holds the comparison, docs/ the seed reports), and each page is rewritten
 only when a report changed what it holds, so pages without markers are never touched. A marker
 whose report does not exist is left as it is; a report that no page has a marker for is named.
@@ -13,6 +15,7 @@ Run by `make readme`, from the repository root.
 """
 
 import argparse
+import json
 import re
 from pathlib import Path
 
@@ -22,11 +25,41 @@ def pages(root):
     return [path for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))] if path.is_file()]
 
 
+def measured_by(record):
+    """The line under a record's figures: the command, the commit, the machine and the date."""
+    machine = record["machine"]
+    commit = record["commit"] or "unknown"
+    commit = commit[:7] + (" with uncommitted changes" if commit.endswith("+changes") else "")
+    return (f"Measured by `{record['command']}` at commit {commit} on {machine['cpu']}, "
+            f"{machine['cores']} cores, {record['date']} (record: `reports/{record['name']}.json`).\n")
+
+
+def render_install(record):
+    figures = record["figures"]
+    rows = ["| environment | installed by | packages | download from the public index | on disk |",
+            "|---|---|---|---|---|"]
+    for name, command in (("core", "`make repro`"), ("test", "`make test`")):
+        entry = figures[name]
+        disk = f"{entry['disk_mb']:,} MB" if "disk_mb" in entry else "not measured"
+        rows.append(f"| {name} | {command} | {entry['packages']} | {entry['download_mb']:,} MB | {disk} |")
+    largest = ", ".join(f"{package} {mb:,} MB" for package, mb in
+                        sorted(figures["test"]["largest"].items(), key=lambda item: -item[1])[:5])
+    return "\n".join(rows) + f"\n\nThe largest downloads of the test environment: {largest}.\n\n" + measured_by(record)
+
+
+RECORDS = {"install": render_install}  # record name (reports/<name>.json) -> its Markdown
+
+
 def reports(root):
-    """``{marker name: report path}`` for every report there is."""
+    """``{marker name: (source path, Markdown)}`` for every report and record there is."""
     found = {"comparison": root / "reports" / "comparison.md"}
     found.update({f"seeds:{path.stem}": path for path in sorted((root / "reports" / "seeds").glob("*.md"))})
-    return {marker: path for marker, path in found.items() if path.is_file()}
+    rendered = {marker: (path, path.read_text()) for marker, path in found.items() if path.is_file()}
+    for name, render in RECORDS.items():
+        path = root / "reports" / f"{name}.json"
+        if path.is_file():
+            rendered[f"record:{name}"] = (path, render({**json.loads(path.read_text()), "name": name}))
+    return rendered
 
 
 def paste(text, marker, report):
@@ -40,8 +73,7 @@ def paste_reports(root=Path(".")):
     root = Path(root)
     texts = {page: page.read_text() for page in pages(root)}
     unplaced = []
-    for marker, report_path in reports(root).items():
-        report = report_path.read_text()
+    for marker, (report_path, report) in reports(root).items():
         placed = 0
         for page, text in texts.items():
             texts[page], count = paste(text, marker, report)
