@@ -60,9 +60,7 @@ def test_a_distilled_model_learns_and_logs_both_terms(raw_params):
 
 
 def test_logits_of_the_wrong_length_are_refused(raw_params, tmp_path):
-    from kd.artifacts import save_array
-
-    save_array(tmp_path / "ta.npy", np.zeros((10, 3), np.float32))
+    np.save(tmp_path / "ta.npy", np.zeros((10, 3), np.float32))  # the bytes kd.batches.write_logits writes
     spec = small_spec(raw_params, "student")
     with pytest.raises(ArtifactError, match=r"logits of teacher 'ta' have shape \(10, 3\) \(float32\); expected \(192, 3\)"):
         load_teachers(spec, tmp_path, tmp_path, 192, 3)

@@ -11,7 +11,7 @@ Two properties DVC needs from every output:
   invalidate everything downstream; their config also numbers shared objects by their
   Python ``id()``. Archives are rewritten here with fixed timestamps, without
   ``date_saved``, and with shared objects numbered in order. (Arrays are ``.npy`` files,
-  whose bytes depend on the array alone; large ones are written in pieces by kd.rows.)
+  whose bytes depend on the array alone, written in pieces by kd.rows.)
 """
 
 import contextlib
@@ -21,8 +21,6 @@ import re
 import shutil
 import zipfile
 from pathlib import Path
-
-import numpy as np
 
 from kd.errors import ArtifactError
 
@@ -108,13 +106,6 @@ def write_json(path, payload):
     """Write ``payload`` as indented JSON with sorted keys, atomically."""
     with atomic_path(path) as temporary:
         temporary.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-
-
-def save_array(path, array):
-    """Save one array as ``.npy`` (whose bytes depend only on the array), atomically."""
-    with atomic_path(path) as temporary:
-        with open(temporary, "wb") as file:
-            np.lib.format.write_array(file, np.asarray(array), allow_pickle=False)
 
 
 def save_model(model, path):
