@@ -69,10 +69,12 @@ if BACKEND == "tensorflow":
 
 from kd.batches import training_batches  # noqa: E402
 from kd.data import save_split  # noqa: E402
-from kd.losses import Objective, parse_loss  # noqa: E402
-from kd.params import Distillation, load_params  # noqa: E402
+from kd.losses.kinds import parse_loss  # noqa: E402
+from kd.losses.objective import Objective  # noqa: E402
+from kd.params import load_params  # noqa: E402
 from kd.models import build_augmentation, build_model  # noqa: E402
-from kd.teachers import Teachers, feature_layers  # noqa: E402
+from kd.inspection import feature_layers  # noqa: E402
+from kd.teachers import Teachers  # noqa: E402
 from kd.training import DistillationTrainer  # noqa: E402
 
 TEMPERATURE, SOFT_TARGET_WEIGHT = 4.0, 0.5
@@ -172,7 +174,7 @@ def variants(make_teacher, make_student, feature_layers_of, x, y, batch_size):
 
     def ours(loss="hinton", online=False, augment=None):
         terms = parse_loss(loss, "bench", TEMPERATURE)
-        objective = Objective(Distillation("teacher", TEMPERATURE, SOFT_TARGET_WEIGHT, terms, (("teacher", 1.0),)))
+        objective = Objective(terms, SOFT_TARGET_WEIGHT, {"teacher": 1.0})
         teachers = (Teachers(["teacher"], models=[feature_layers(teacher, objective.teacher_layers, "bench", "teacher")])
                     if online else Teachers(["teacher"], logits=[teacher_logits]))
         trainer = DistillationTrainer(fresh_student(), objective, teachers, augment=augment)
@@ -232,7 +234,7 @@ def views_variants(teacher, fresh_student, split, batch_size, jitter):
     compute_views(views, teacher, split, scratch / "views", 0, scratch / "teacher.keras")
     reader = Views(views, scratch / "views", split, 0, scratch / "teacher.keras")
     terms = parse_loss("hinton", "bench", TEMPERATURE)
-    objective = Objective(Distillation("teacher", TEMPERATURE, SOFT_TARGET_WEIGHT, terms, (("teacher", 1.0),)))
+    objective = Objective(terms, SOFT_TARGET_WEIGHT, {"teacher": 1.0})
     student = DistillationTrainer(fresh_student(), objective, Teachers(["teacher"], views=reader),
                                   view_inputs=ViewInputs(views, split.image_shape, 0))
     student.compile(optimizer=keras.optimizers.Adam(1e-3))
@@ -339,8 +341,7 @@ def time_data_path(rounds, steps):
 
     def distiller():
         keras.utils.set_random_seed(0)
-        objective = Objective(Distillation("teacher", TEMPERATURE, SOFT_TARGET_WEIGHT, parse_loss("hinton", "bench", TEMPERATURE),
-                                           (("teacher", 1.0),)))
+        objective = Objective(parse_loss("hinton", "bench", TEMPERATURE), SOFT_TARGET_WEIGHT, {"teacher": 1.0})
         trainer = DistillationTrainer(build_model(params.model("student"), (28, 28, 1), 10), objective,
                                       Teachers(["teacher"], logits=[logits]))
         trainer.compile(optimizer=keras.optimizers.Adam(1e-3))

@@ -39,7 +39,8 @@ def main(argv=None):
     from kd.models import check_models, float32_copy
     from kd.mutual import fit_group
     from kd.provenance import write_timing
-    from kd.training import seed_everything, training_scope
+    from kd.devices import training_scope
+    from kd.seeding import seed_everything
 
     train, validation = load_split(Path(args.data) / "train"), load_split(Path(args.data) / "validation")
     check_models(params, train.image_shape, train.num_classes)  # every model, before any work

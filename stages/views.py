@@ -36,7 +36,7 @@ def main(argv=None):
     from kd.data import load_split
     from kd.models import check_models
     from kd.provenance import write_timing
-    from kd.training import seed_everything
+    from kd.seeding import seed_everything
     from kd.views import check_cache_fits, compute_views
 
     train = load_split(Path(args.data) / "train")

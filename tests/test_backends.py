@@ -44,8 +44,12 @@ import keras, numpy as np, yaml
 from test_training import small_spec, toy_splits
 from kd.batches import predict_logits, training_batches
 from kd.models import build_model
-from kd.teachers import Teachers, feature_layers
-from kd.training import DistillationTrainer, fit, seed_everything, set_random_seed, training_scope
+from kd.devices import training_scope
+from kd.inspection import feature_layers
+from kd.losses.objective import Objective
+from kd.seeding import seed_everything, set_random_seed
+from kd.teachers import Teachers
+from kd.training import DistillationTrainer, fit
 assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
 raw = lambda: yaml.safe_load(open(sys.argv[2]))
 train, validation = toy_splits()
@@ -77,14 +81,16 @@ logits = predict_logits(teacher, train.images)
 student_spec = small_spec(raw(), "student", epochs=8)
 with training_scope(student_spec):
     student = build_model(student_spec, (4, 4, 1), 3)
-    history = fit(student, student_spec, train, validation, seed=0, teachers=Teachers(["ta"], logits=[logits]))
+    history = fit(student, student_spec, train, validation, seed=0, teachers=Teachers(["ta"], logits=[logits]),
+              objective=Objective.of(student_spec.distillation))
 report["cached_soft_loss"] = [history.history["soft_loss"][0], history.history["soft_loss"][-1]]
 online_spec = small_spec(raw(), "student", epochs=2, augmentation="jitter",
                          loss={"kind": "hint", "student_layer": "dense", "teacher_layer": "dense"})
 with training_scope(online_spec):
     student = build_model(online_spec, (4, 4, 1), 3)
     history = fit(student, online_spec, train, validation, seed=0,
-                  teachers=Teachers(["ta"], models=[feature_layers(teacher, ["dense"], "test", "teacher")]))
+                  teachers=Teachers(["ta"], models=[feature_layers(teacher, ["dense"], "test", "teacher")]),
+                  objective=Objective.of(online_spec.distillation))
 report["online_loss"] = history.history["loss"]
 
 # 3. Views: the student rebuilds exactly the views the teacher judged, on this backend too.
@@ -143,11 +149,11 @@ def test_the_trainer_and_its_teacher_sources(backend):
 TINY = [{"class_name": "Flatten"}, {"class_name": "Dense", "config": {"units": 8, "activation": "relu"}}]
 
 
-def train_stage(model, folder, then=""):
-    """stages/train.py <model> in ``folder``, started with KERAS_BACKEND=tensorflow: params choose
+def train_stage(model, folder, then="", script="train.py"):
+    """stages/<script> <model> in ``folder``, started with KERAS_BACKEND=tensorflow: params choose
     the backend, not the shell. ``then``: a statement run after the stage in the same process."""
-    runner = (f"import runpy, sys; sys.argv = ['stages/train.py', {model!r}]; "
-              f"runpy.run_path({str(ROOT / 'stages' / 'train.py')!r}, run_name='__main__'); {then}")
+    runner = (f"import runpy, sys; sys.argv = ['stages/{script}', {model!r}]; "
+              f"runpy.run_path({str(ROOT / 'stages' / script)!r}, run_name='__main__'); {then}")
     return under("tensorflow", [sys.executable, "-c", runner], cwd=folder)
 
 
@@ -187,8 +193,8 @@ def test_a_teacher_tensorflow_trained_teaches_online_under_another_backend(backe
     raw_params["export"]["models"] = []
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
     toy_splits(folder=tmp_path / "data")
-    for model in ("teacher", "student"):
-        result = train_stage(model, tmp_path)
+    for model, script in (("teacher", "train.py"), ("student", "distill.py")):
+        result = train_stage(model, tmp_path, script=script)
         assert result.returncode == 0, result.stderr[-3000:]
     assert "online" in result.stdout and f"{backend} backend" in result.stdout, result.stdout[-2000:]
     assert json.loads((tmp_path / "dvclive" / "student" / "training.json").read_text())["backend"] == backend

@@ -132,7 +132,7 @@ def test_a_truncated_or_older_split_is_refused_naming_the_file_and_the_fix(tmp_p
 def test_a_full_disk_leaves_no_split_and_says_how_much_is_needed(tmp_path, monkeypatch):
     import errno
 
-    import kd.data
+    import kd.data.splits
 
     x, y = pixels_and_labels()
     save_split(tmp_path / "train", x, y, 3)
@@ -143,7 +143,7 @@ def test_a_full_disk_leaves_no_split_and_says_how_much_is_needed(tmp_path, monke
         (folder / "x.npy").write_bytes(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(kd.data, "_write_split", full)
+    monkeypatch.setattr(kd.data.splits, "_write_split", full)
     with pytest.raises(DataError, match=r"ran out of disk space while writing the splits: they need .* free now; "
                                         r"nothing was written"):
         save_split(tmp_path / "train", x[:50], y[:50], 3)

@@ -1,61 +1,74 @@
-"""dvc.yaml's hand-kept lists match the code: each stage depends on exactly the kd modules its
-script imports (directly or through other kd modules, at module level or inside functions)."""
+"""dvc.yaml's kd dependencies match the code: each stage depends on exactly the kd modules its
+script imports (directly or through other kd modules, at module level or inside functions), as
+tools/stage_deps.py (`make deps`) writes them; and only the stages that train with a loss
+depend on the loss maths."""
 
-import ast
+import json
+import os
+import runpy
+import shutil
+import subprocess
+import sys
 from pathlib import Path
-
-import yaml
 
 from conftest import ROOT
 
-SRC = ROOT / "src"
-
-
-def kd_imports(path):
-    """The ``kd`` modules a file imports anywhere in it, as paths relative to the repository."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "kd":
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-        elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names if alias.name.split(".")[0] == "kd")
-    return {f"src/{name.replace('.', '/')}.py" for name in found if (SRC / f"{name.replace('.', '/')}.py").is_file()}
-
-
-def closure(script):
-    """``script`` and every kd module it reaches, with the package's ``__init__``."""
-    seen, todo = set(), [script]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        todo.extend(kd_imports(ROOT / path))
-    return (seen - {script}) | {"src/kd/__init__.py"}
-
-
-def stage_deps():
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    for name, stage in stages.items():
-        body = stage.get("do", stage)
-        script = next(part for part in body["cmd"].split() if part.startswith("stages/"))
-        yield name, script, {dep for dep in body["deps"] if isinstance(dep, str) and dep.startswith("src/")}
+STAGE_DEPS = runpy.run_path(str(ROOT / "tools" / "stage_deps.py"))
 
 
 def test_each_stage_depends_on_exactly_the_kd_modules_its_script_imports():
-    checked = 0
-    for name, script, deps in stage_deps():
-        expected = closure(script)
-        assert deps == expected, (
-            f"stage {name} ({script}): dvc.yaml lists {sorted(deps - expected)} that it does not import, "
-            f"and misses {sorted(expected - deps)}"
-        )
-        checked += 1
-    assert checked >= 4
+    text = (ROOT / "dvc.yaml").read_text()
+    have, want = STAGE_DEPS["listed"](text), STAGE_DEPS["listed"](STAGE_DEPS["rewritten"](text))
+    assert len(want) >= 8
+    for name in want:
+        assert have[name] == want[name], (f"stage {name}: dvc.yaml lists {sorted(set(have[name]) - set(want[name]))} "
+                                          f"that it does not import, and misses {sorted(set(want[name]) - set(have[name]))}; "
+                                          "run make deps")
 
 
-def test_the_closure_follows_imports_inside_functions(tmp_path):
-    # kd.params imports kd.losses inside a function: a dependency all the same.
-    assert "src/kd/losses.py" in kd_imports(ROOT / "src" / "kd" / "params.py")
-    assert "src/kd/params.py" in closure("stages/prepare.py")
+def test_the_closure_follows_imports_inside_functions_and_package_inits():
+    # kd.params imports the loss kinds inside a function: a dependency all the same, with the package's __init__.
+    closure = STAGE_DEPS["closure"]("stages/prepare.py")
+    assert {"src/kd/params/__init__.py", "src/kd/losses/kinds.py", "src/kd/losses/__init__.py"} <= closure
+
+
+def test_only_the_stages_that_train_with_a_loss_depend_on_its_maths():
+    for script in ("stages/prepare.py", "stages/train.py", "stages/views.py", "stages/export.py",
+                   "stages/evaluate.py", "stages/pretrained.py", "stages/peer.py"):
+        closure = STAGE_DEPS["closure"](script)
+        assert not {"src/kd/losses/terms.py", "src/kd/losses/objective.py"} & closure, script
+    for script in ("stages/distill.py", "stages/mutual.py"):
+        assert "src/kd/losses/terms.py" in STAGE_DEPS["closure"](script), script
+
+
+def test_editing_the_loss_maths_changes_only_the_stages_that_train_with_a_loss(tmp_path):
+    """In a copy with every output faked and committed to a lock, an edit of kd/losses/terms.py makes
+    `dvc status` report the distilling stages, and nothing upstream of them."""
+    copy = tmp_path / "repo"
+    tracked = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                             capture_output=True, check=True).stdout
+    for name in filter(None, tracked.decode().split("\0")):
+        if (ROOT / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run(["git", "init", "-q"], cwd=copy, check=True)
+    faker = ("from dvc.repo import Repo\nfrom pathlib import Path\nrepo = Repo('.')\n"
+             "for stage in repo.index.stages:\n"
+             "    for out in stage.outs:\n"
+             "        path = Path(out.fs_path)\n"
+             "        if path.suffix:\n"
+             "            path.parent.mkdir(parents=True, exist_ok=True); path.write_text(str(path))\n"
+             "        else:\n"
+             "            path.mkdir(parents=True, exist_ok=True); (path / 'fake').write_text(str(path))\n")
+    subprocess.run([sys.executable, "-c", faker], cwd=copy, env=env, check=True, capture_output=True)
+    result = subprocess.run([*dvc, "commit", "-f", "-q"], cwd=copy, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    terms = copy / "src" / "kd" / "losses" / "terms.py"
+    terms.write_text(terms.read_text() + "\n# an edit of the maths\n")
+    status = subprocess.run([*dvc, "status", "--json"], cwd=copy, env=env, capture_output=True, text=True, check=True)
+    changed = {name for name, entries in json.loads(status.stdout).items()
+               if any(isinstance(e, dict) and "changed deps" in e for e in entries)}
+    assert "distill@student" in changed and "distill@ta" in changed
+    assert all(name.split("@")[0] in ("distill", "distill_views", "mutual") for name in changed), changed

@@ -34,7 +34,7 @@ import keras
 import numpy as np
 import pytest
 
-from kd import losses
+from kd.losses import terms as losses
 
 # These checks run under every Keras backend: tests/test_backends.py runs this file under JAX and
 # PyTorch as well (KERAS_BACKEND); here it runs under the process's backend, TensorFlow by default.

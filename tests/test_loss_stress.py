@@ -31,9 +31,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from kd import losses
-from kd.losses import Objective, parse_loss
-from kd.params import Distillation
+from kd.losses import terms as losses
+from kd.losses.kinds import parse_loss
+from kd.losses.objective import Objective
 from test_loss_kinds import _np_normalize, _np_smooth_l1, _np_softmax, ref_at, ref_dist, ref_dkd, ref_fitnet, ref_kd
 
 BACKEND = keras.backend.backend()
@@ -141,7 +141,7 @@ def evaluate(parts, student, precision="float32"):
 
 def objective(loss, temperature, teachers, dense=False):
     terms = parse_loss(loss, "stress.loss", temperature)
-    return Objective(Distillation(teachers[0][0], temperature, 1.0, terms, tuple(teachers), dense, 0))
+    return Objective(terms, 1.0, dict(teachers), dense)
 
 
 ENSEMBLE = (("ta", 1.0), ("teacher", 3.0))

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from kd.errors import ParamsError
-from kd.losses import KINDS, Objective, hinton, parse_loss
-from kd.params import Distillation
+from kd.losses.kinds import KINDS, parse_loss
+from kd.losses.objective import Objective
+from kd.losses.terms import hinton
 
 
 def softmax(z):
@@ -30,7 +31,7 @@ def hand_computed(labels, teacher, student, temperature, weight):
 
 def objective(loss="hinton", temperature=4.0, weight=0.5, teachers=(("teacher", 1.0),), dense=False, drop=0):
     terms = parse_loss(loss, "distill.student.loss", temperature)
-    return Objective(Distillation(teachers[0][0], temperature, weight, terms, tuple(teachers), dense, drop))
+    return Objective(terms, weight, dict(teachers), dense, drop)
 
 
 def batch(seed=7, n=8, classes=10, teachers=1):

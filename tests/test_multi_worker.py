@@ -23,7 +23,9 @@ if distribution == "multi_worker":
 import numpy as np
 import yaml
 from kd.models import build_model
-from kd.training import fit, seed_everything, training_scope
+from kd.devices import training_scope
+from kd.seeding import seed_everything
+from kd.training import fit
 from test_training import small_spec, toy_splits
 
 spec = small_spec(yaml.safe_load(open(sys.argv[1])), "teacher", distribution=distribution, epochs=3)

@@ -28,7 +28,7 @@ def test_peers_learn_from_the_labels_and_each_other(raw_params):
     import keras
 
     from kd.mutual import fit_group, peer_objective
-    from kd.training import training_scope
+    from kd.devices import training_scope
 
     params = parse_params(mutual_params(raw_params))
     group = params.mutual["pair"]
@@ -52,7 +52,7 @@ def test_a_peer_is_pulled_towards_the_others_predictions(raw_params):
     import keras
 
     from kd.mutual import fit_group
-    from kd.training import training_scope
+    from kd.devices import training_scope
 
     params = parse_params(mutual_params(raw_params, soft_target_weight=1.0, temperature=1.0))
     group = params.mutual["pair"]

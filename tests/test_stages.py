@@ -83,7 +83,7 @@ def test_a_bad_layer_in_any_model_stops_every_stage_before_work(tmp_path, raw_pa
 
 def test_a_missing_teacher_stops_the_student_stage(tmp_path, raw_params, tiny_data):
     params = write_params(tmp_path / "params.yaml", raw_params)
-    result = stage("train.py", "ta", "--params", params, "--data", str(tiny_data),
+    result = stage("distill.py", "ta", "--params", params, "--data", str(tiny_data),
                    "--logits", str(tmp_path / "logits"), "--models", str(tmp_path / "models"), cwd=tmp_path)
     assert_refused(result, "logits of teacher 'teacher'")
     assert "is missing" in result.stderr

@@ -7,7 +7,9 @@ from kd.models import build_model
 from kd.params import parse_params
 from kd.teachers import Teachers, load_teachers
 from kd.batches import predict_logits
-from kd.training import fit, seed_everything
+from kd.losses.objective import Objective
+from kd.seeding import seed_everything
+from kd.training import fit
 
 
 def toy_splits(n=256, classes=3, seed=0, folder=None):
@@ -52,7 +54,8 @@ def test_a_distilled_model_learns_and_logs_both_terms(raw_params):
     teacher_logits = np.eye(3, dtype=np.float32)[train.y] * 5.0
     spec = small_spec(raw_params, "student")
     model = build_model(spec, (4, 4, 1), 3)
-    history = fit(model, spec, train, validation, seed=0, teachers=Teachers(["ta"], logits=[teacher_logits]))
+    history = fit(model, spec, train, validation, seed=0, teachers=Teachers(["ta"], logits=[teacher_logits]),
+                  objective=Objective.of(spec.distillation))
     assert {"hard_loss", "soft_loss"} <= set(history.history)
     assert history.history["soft_loss"][-1] < history.history["soft_loss"][0]
     agreement = np.mean(predict_logits(model, train.images).argmax(1) == teacher_logits.argmax(1))
@@ -85,7 +88,10 @@ import yaml
 from kd.models import build_model
 from kd.params import parse_params
 from kd.teachers import Teachers
-from kd.training import fit, seed_everything, training_scope
+from kd.devices import training_scope
+from kd.losses.objective import Objective
+from kd.seeding import seed_everything
+from kd.training import fit
 from test_training import small_spec, toy_splits
 
 raw = yaml.safe_load(open(sys.argv[1]))
@@ -96,7 +102,8 @@ teacher_logits = np.eye(3, dtype=np.float32)[train.y] * 5.0
 with training_scope(spec):
     strategy = tf.distribute.get_strategy()
     model = build_model(spec, (4, 4, 1), 3)
-    history = fit(model, spec, train, validation, seed=0, teachers=Teachers(["ta"], logits=[teacher_logits]))
+    history = fit(model, spec, train, validation, seed=0, teachers=Teachers(["ta"], logits=[teacher_logits]),
+                  objective=Objective.of(spec.distillation))
 print("REPLICAS", strategy.num_replicas_in_sync, type(strategy).__name__)
 print("LOSS", history.history["loss"][0], history.history["loss"][-1])
 print("VAL_ACCURACY", history.history["val_accuracy"][-1])
@@ -124,7 +131,7 @@ def test_a_distillation_step_learns_under_mirrored_strategy_on_two_cpu_devices()
 def test_mixed_precision_trains_with_float32_logits(raw_params):
     import keras
 
-    from kd.training import training_scope
+    from kd.devices import training_scope
 
     seed_everything(0)
     train, validation = toy_splits()
@@ -142,8 +149,9 @@ def test_the_online_teacher_runs_on_the_augmented_batch():
     """With augmentation, the teacher's soft targets come from the batch the student sees."""
     import keras
 
-    from kd.losses import Objective, hinton, parse_loss
-    from kd.params import Distillation
+    from kd.losses.kinds import parse_loss
+    from kd.losses.objective import Objective
+    from kd.losses.terms import hinton
     from kd.training import DistillationTrainer
 
     seed_everything(0)
@@ -160,8 +168,8 @@ def test_the_online_teacher_runs_on_the_augmented_batch():
     shifted = keras.ops.convert_to_numpy(augment(x, training=True))
     assert not np.allclose(shifted, x)
 
-    distillation = Distillation("teacher", 4.0, 1.0, parse_loss("hinton", "loss", 4.0), (("teacher", 1.0),))
-    trainer = DistillationTrainer(student, Objective(distillation), Teachers(["teacher"], models=[teacher]),
+    objective = Objective(parse_loss("hinton", "loss", 4.0), 1.0, {"teacher": 1.0})
+    trainer = DistillationTrainer(student, objective, Teachers(["teacher"], models=[teacher]),
                                   augment=augment)
     trainer.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0))  # weights stay put
     logs = trainer.train_on_batch(x, y, return_dict=True)
@@ -228,7 +236,7 @@ def test_feature_terms_train_online_and_their_regressor_is_not_part_of_the_stude
     import keras
 
     from kd.artifacts import load_model, save_model
-    from kd.teachers import feature_layers
+    from kd.inspection import feature_layers
 
     raw_params["architectures"]["tiny_conv"] = [
         {"class_name": "Conv2D", "config": {"filters": 4, "kernel_size": 3, "padding": "same", "name": "maps"}},
@@ -260,7 +268,7 @@ def test_feature_terms_train_online_and_their_regressor_is_not_part_of_the_stude
         student = build_model(spec, (4, 4, 1), 3)
         layers = [n for term, _ in spec.distillation.loss if term.features for n in term.teacher_layers]
         teachers = Teachers(["teacher"], models=[feature_layers(teacher, layers, "loss", "teacher")])
-        history = fit(student, spec, train, validation, seed=0, teachers=teachers)
+        history = fit(student, spec, train, validation, seed=0, teachers=teachers, objective=Objective.of(spec.distillation))
         assert history.history["soft_loss"][-1] < history.history["soft_loss"][0], loss
         assert history.history["val_accuracy"][-1] > 0.5, loss  # chance: 1/3
 
@@ -274,7 +282,7 @@ def test_a_hint_that_no_regressor_can_bridge_is_refused_naming_both_shapes(raw_p
     import keras
 
     from kd.errors import ParamsError
-    from kd.losses import Objective
+    from kd.losses.objective import Objective
     from kd.training import DistillationTrainer
 
     spec = small_spec(raw_params, "student", loss={"kind": "hint", "student_layer": "dense", "teacher_layer": "conv2d"})
@@ -284,7 +292,7 @@ def test_a_hint_that_no_regressor_can_bridge_is_refused_naming_both_shapes(raw_p
     teacher = keras.Model(inputs, {"logits": keras.layers.Dense(3)(keras.layers.Flatten()(maps)), "conv2d": maps})
     with pytest.raises(ParamsError, match=r"student layer 'dense' gives \(batch, 16\) and teacher layer 'conv2d' gives "
                                           r"\(batch, 2, 2, 2\); a regressor bridges channels"):
-        DistillationTrainer(student, Objective(spec.distillation), Teachers(["ta"], models=[teacher]))
+        DistillationTrainer(student, Objective.of(spec.distillation), Teachers(["ta"], models=[teacher]))
 
 
 def test_layer_names_do_not_depend_on_what_else_the_process_built(raw_params):
@@ -331,7 +339,7 @@ def test_auto_precision_is_float32_on_every_cpu(monkeypatch):
 
 def test_a_model_trained_in_bfloat16_is_saved_as_a_float32_model(raw_params):
     from kd.models import float32_copy
-    from kd.training import training_scope
+    from kd.devices import training_scope
 
     seed_everything(0)
     train, validation = toy_splits()

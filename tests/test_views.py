@@ -14,7 +14,7 @@ from kd.errors import ArtifactError, ParamsError
 from kd.models import build_model, check_models
 from kd.params import parse_params
 from kd.teachers import load_teachers
-from kd.training import seed_everything
+from kd.seeding import seed_everything
 from kd.views import ViewInputs, compute_views
 
 TINY = [{"class_name": "Flatten"}, {"class_name": "Dense", "config": {"units": 16, "activation": "relu", "name": "hidden"}}]
@@ -50,7 +50,7 @@ def computed(tmp_path, raw_params):
 def test_a_student_rebuilds_exactly_the_views_the_teacher_judged(computed):
     params, train, teacher, root = computed
     from kd.batches import training_batches
-    from kd.teachers import feature_layers
+    from kd.inspection import feature_layers
 
     spec = params.model("student")
     teachers = load_teachers(spec, root / "models", root / "logits", len(train), 3, train, 0)

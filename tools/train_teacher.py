@@ -82,7 +82,7 @@ def main(argv=None):
         parser.error("--out must end in .keras")
 
     keras.utils.set_random_seed(args.seed)
-    # As kd's own stages do (kd.training.seed_everything): without it, TensorFlow's kernels may add in
+    # As kd's own stages do (kd.seeding.seed_everything): without it, TensorFlow's kernels may add in
     # another order on another CPU, and the teacher, and everything taught by it, differ by machine.
     tf.config.experimental.enable_op_determinism()
     folder = args.data / "train" if (args.data / "train").is_dir() else args.data

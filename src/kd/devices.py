@@ -187,3 +187,39 @@ def precision_policy(setting):
     if has_gpu():
         return "mixed_float16", "GPU"
     return "float32", "CPU"
+
+
+@contextlib.contextmanager
+def training_scope(spec):
+    """Set the precision policy and enter the distribution strategy of ``spec``; yield what was chosen.
+
+    Build the model and call :func:`kd.training.fit` inside it: variables must be created under the
+    strategy and with the policy they will be trained with. Yields ``{"precision",
+    "chosen_by", "replicas"}``, which the stage records beside the curves.
+    """
+    import keras
+
+    policy, reason = precision_policy(spec.precision)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        with distribution_scope(spec.distribution) as (replicas, how):
+            print(f"{spec.name}: {replicas} replica(s) ({how}), {policy} (chosen by {reason}), "
+                  f"{keras.backend.backend()} backend")
+            setup = {"precision": policy, "chosen_by": reason, "replicas": replicas}
+            if keras.backend.backend() != "tensorflow":  # TensorFlow, the default, goes unsaid
+                setup["backend"] = keras.backend.backend()
+            yield setup
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def current_strategy():
+    """TensorFlow's current ``tf.distribute`` strategy (the data path shards for it), or None elsewhere."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy()

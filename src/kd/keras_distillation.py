@@ -10,9 +10,9 @@ terms that need none fit that interface as they are:
 - :class:`DistLoss`: DIST (Huang et al., 2022), β · inter-class + γ · intra-class relations; kd's ``dist``.
 
 DKD needs the labels (it separates the target class), so it has no place here: use
-:class:`kd.losses.DecoupledKD` in a model's own ``compute_loss`` (docs/python.md shows how).
+:class:`kd.losses.terms.DecoupledKD` in a model's own ``compute_loss`` (docs/python.md shows how).
 
-The mathematics stays in :mod:`kd.losses` (each class holds one of its terms, validated when
+The mathematics stays in :mod:`kd.losses.terms` (each class holds one of its terms, validated when
 constructed), so a term computes the same here as in a kd pipeline. Outputs must be logits:
 a teacher or student whose last layer applies a softmax is refused.
 
@@ -28,7 +28,7 @@ float32 rounding as long as every probability is at least 1e-7, where Keras's KL
 import keras
 
 from kd.errors import ParamsError
-from kd.losses import Dist, Hinton
+from kd.losses.terms import Dist, Hinton
 
 
 class LogitLoss(keras.distillation.DistillationLoss):

@@ -266,7 +266,6 @@ def check_models(params, input_shape, num_classes):
     draws initial weights.
     """
     from kd.devices import require_backend
-    from kd.losses import Objective
 
     for name, spec in params.models.items():  # in prepare, not only when that model's stage starts
         require_backend(spec.backend, f"training.backend of model {name!r}")
@@ -289,11 +288,12 @@ def check_models(params, input_shape, num_classes):
     for name, spec in params.models.items():
         if spec.distillation is None:
             continue
-        objective = Objective(spec.distillation)
-        if (objective.student_layers or objective.teacher_layers) and spec.teacher in built:
+        features = [term for term, _ in spec.distillation.loss if term.features]
+        if features and spec.teacher in built:
             student, teacher = built[name], built[spec.teacher]
-            objective.build({n: tuple(student.get_layer(n).output.shape) for n in objective.student_layers},
-                            {n: tuple(teacher.get_layer(n).output.shape) for n in objective.teacher_layers})
+            for term in features:
+                term.check_shapes({n: tuple(student.get_layer(n).output.shape) for n in term.student_layers},
+                                  {n: tuple(teacher.get_layer(n).output.shape) for n in term.teacher_layers})
 
 
 def float32_copy(model, spec):

@@ -23,20 +23,18 @@ import numpy as np
 import keras
 
 from kd.batches import predict_batch_size, training_batches
-from kd.losses import Objective
+from kd.losses.objective import Objective
 from kd.models import build_augmentation, build_model, build_optimizer
-from kd.params import Distillation
-from kd.training import EpochLog, StopOnTermination, current_strategy, log_epoch, seed_everything, set_random_seed
+from kd.devices import current_strategy
+from kd.seeding import seed_everything, set_random_seed
+from kd.training import EpochLog, StopOnTermination, log_epoch
 from kd.errors import deferred_termination
 
 
 def peer_objective(group, peer):
     """The objective of ``peer``: the group's terms, the other peers as its teachers."""
     others = [name for name in group.peers if name != peer]
-    weight = 1.0 / len(others)
-    distillation = Distillation(others[0], group.temperature, group.soft_target_weight, group.loss,
-                                tuple((name, weight) for name in others), dense=True)
-    return Objective(distillation)
+    return Objective(group.loss, group.soft_target_weight, {name: 1.0 / len(others) for name in others}, dense=True)
 
 
 class MutualTrainer(keras.Model):
@@ -67,7 +65,7 @@ class MutualTrainer(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         from keras.src.losses.loss import scale_loss_for_distribution
 
-        from kd.losses import add_all, hard_label_loss
+        from kd.losses.terms import add_all, hard_label_loss
 
         self._training = training
         batch = keras.ops.shape(y)[0]
@@ -121,7 +119,7 @@ class PeerCurves(keras.callbacks.Callback):
 def fit_group(group, specs, train, validation, seed, curves=None):
     """Build and train the peers of ``group`` (``specs``: their ModelSpecs in group order); return them.
 
-    Call inside :func:`kd.training.training_scope` of the first peer (the group's settings).
+    Call inside :func:`kd.devices.training_scope` of the first peer (the group's settings).
     ``curves`` maps each peer to the folder for its DVCLive curves.
     """
     peers = []

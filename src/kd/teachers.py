@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kd.errors import ArtifactError, ParamsError
+from kd.errors import ArtifactError
+from kd.inspection import feature_layers, layer_shapes, outputs_of
 
 
 class Teachers:
@@ -51,7 +52,7 @@ class Teachers:
         """``{layer: output shape}`` of the nearest teacher's named layers (model or cached views)."""
         if self.views is not None:
             return {name: (None,) + tuple(self.views.features[name].row_shape) for name in names}
-        return {name: tuple(self.models[0].get_layer(name).output.shape) for name in names}
+        return layer_shapes(self.models[0], names)
 
     def __call__(self, x, cached):
         import keras
@@ -68,7 +69,7 @@ def load_teachers(spec, models_dir, logits_dir, num_train, num_classes, train=No
     """The :class:`Teachers` of distilled model ``spec``, cached, online or on views, with the reason.
 
     Online teachers are loaded as Keras models; call this inside
-    :func:`kd.training.training_scope` so their variables live where training runs. A student
+    :func:`kd.devices.training_scope` so their variables live where training runs. A student
     on views needs the ``train`` split (its views are checked against it) and its ``seed``.
     """
     from kd.artifacts import load_model
@@ -116,30 +117,6 @@ def load_teachers(spec, models_dir, logits_dir, num_train, num_classes, train=No
 
 def _teacher_layers(distillation):
     return tuple(dict.fromkeys(n for term, _ in distillation.loss if term.features for n in term.teacher_layers))
-
-
-def outputs_of(model, x, training):
-    """``{"logits": ..., <layer>: ...}`` of a model from :func:`feature_layers`."""
-    outputs = model(x, training=training)
-    return outputs if isinstance(outputs, dict) else {"logits": outputs}
-
-
-def feature_layers(model, layer_names, key, what):
-    """A Keras model giving ``{"logits": ..., <layer>: ...}`` for ``model``'s named layers.
-
-    With no names, ``model`` itself (its output is the logits; see :func:`outputs_of`). A
-    name that is not a layer of ``model`` raises ParamsError listing its layers.
-    """
-    import keras
-
-    if not layer_names:
-        return model
-    known = [layer.name for layer in model.layers]
-    missing = [name for name in layer_names if name not in known]
-    if missing:
-        raise ParamsError(f"{key}: {what} has no layer {', '.join(map(repr, missing))}; its layers: {', '.join(known)}")
-    outputs = {"logits": model.outputs[0], **{name: model.get_layer(name).output for name in layer_names}}
-    return keras.Model(model.inputs, outputs, name=f"{model.name}_features")
 
 
 def describe(distillation):

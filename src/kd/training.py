@@ -9,7 +9,6 @@ Validation (each epoch, on the validation split) always uses the hard labels, so
 curves of all models are comparable.
 """
 
-import contextlib
 import math
 import time
 
@@ -19,62 +18,19 @@ from dvclive import Live
 from keras.src.losses.loss import scale_loss_for_distribution  # what Keras's own compute_loss applies
 
 from kd.batches import predict_batch_size, training_batches
-from kd.devices import distribution_scope, precision_policy
+from kd.devices import current_strategy
 from kd.errors import TrainingError, deferred_termination, termination_requested
-from kd.losses import Objective, add_all, hard_label_loss
+from kd.inspection import feature_layers, layer_shapes, outputs_of
+from kd.losses.labels import add_all, hard_label_loss
 from kd.models import build_augmentation, build_optimizer
-from kd.teachers import feature_layers, outputs_of
 from kd.views import ViewInputs
-
-
-def seed_everything(seed):
-    """Seed Python, NumPy and the backend, and make its ops deterministic: same params, same numbers.
-
-    (TensorFlow needs op determinism turned on; JAX is deterministic on CPU; PyTorch is asked to
-    refuse nondeterministic algorithms.)
-    """
-    set_random_seed(seed)
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
-    elif backend == "torch":
-        import torch
-
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def set_random_seed(seed):
-    """``keras.utils.set_random_seed`` without importing TensorFlow where it is not the backend.
-
-    Keras's seeds TensorFlow too whenever it is installed, which imports it (seconds, and a second
-    framework in the process); elsewhere this does the rest of what Keras's does.
-    """
-    if keras.backend.backend() == "tensorflow":
-        keras.utils.set_random_seed(seed)
-        return
-    import random
-
-    from keras.src.backend.common import global_state
-    from keras.src.random import seed_generator
-    from keras.src.utils import rng_utils
-
-    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
-    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
-    random.seed(seed)
-    np.random.seed(seed)
-    if keras.backend.backend() == "torch":
-        import torch
-
-        torch.manual_seed(seed)
 
 
 class DistillationTrainer(keras.Model):
     """Wraps ``student`` to train it on hard labels and, given an objective, its teachers.
 
     ``teachers`` (a :class:`kd.teachers.Teachers`) gives the teachers' outputs per batch;
-    ``objective`` (a :class:`kd.losses.Objective`) combines them with the labels. Only the
+    ``objective`` (a :class:`kd.losses.objective.Objective`) combines them with the labels. Only the
     wrapped model is saved; the wrapper exists for its loss, and for the objective's own
     trainable layers (FitNets regressors), which are not part of the student.
 
@@ -108,7 +64,7 @@ class DistillationTrainer(keras.Model):
                                       f"distill.{student.name}.loss", f"student {student.name!r}")
             self.student_features = features if features is not student else None  # not tracked twice
             if objective.student_layers or objective.teacher_layers:
-                objective.build(_layer_shapes(student, objective.student_layers),
+                objective.build(layer_shapes(student, objective.student_layers),
                                 teachers.layer_shapes(objective.teacher_layers))
             self.extra_layers = objective.trainable_layers  # tracked, so trained and checkpointed with the wrapper
             if objective.needs_epoch:
@@ -189,11 +145,6 @@ class DistillationTrainer(keras.Model):
         self.accuracy.update_state(labels, logits)
         metrics = self.metrics if isinstance(y_pred, dict) else [self._loss_tracker, self.accuracy]
         return self._across_workers({metric.name: metric.result() for metric in metrics})
-
-
-def _layer_shapes(model, names):
-    """``{layer name: output shape}`` of ``model``'s named layers."""
-    return {name: tuple(model.get_layer(name).output.shape) for name in names}
 
 
 class CountEpochs(keras.callbacks.Callback):
@@ -314,18 +265,19 @@ class EpochLog(keras.callbacks.Callback):
         print(f"{steps}/{steps} - {seconds:.0f}s{per_step} - {values}", flush=True)
 
 
-def fit(model, spec, train, validation, seed, teachers=None, curves_dir=None):
+def fit(model, spec, train, validation, seed, teachers=None, curves_dir=None, objective=None):
     """Train ``model`` (built from ``spec``) in place; return the Keras ``History``.
 
     Call it, and build ``model``, inside :func:`training_scope`: variables must be
     created under the strategy and with the precision policy they are trained with.
 
     ``train`` and ``validation`` are :class:`kd.data.Split`. A distilled model gets its
-    ``teachers`` from :func:`kd.teachers.load_teachers`. With ``curves_dir``, DVCLive writes
+    ``teachers`` from :func:`kd.teachers.load_teachers` and its ``objective`` from
+    :meth:`kd.losses.objective.Objective.of` (built by the caller: a model trained on labels
+    alone never imports the loss maths). With ``curves_dir``, DVCLive writes
     the per-epoch metrics there as ``dvc plots`` data (``train/loss``, ``eval/accuracy``, and
     for a distilled model ``train/hard_loss``, ``train/soft_loss`` and the objective's parts).
     """
-    objective = Objective(spec.distillation, seed) if spec.distillation is not None else None
     callbacks = [EpochLog(spec.batch_size), StopOnNonFiniteLoss(spec.name), StopOnTermination()]
     if spec.keep == "best":
         callbacks.append(KeepBestEpoch(spec.name))
@@ -354,38 +306,6 @@ def fit(model, spec, train, validation, seed, teachers=None, curves_dir=None):
             verbose=0,  # EpochLog prints one line per epoch: readable in DVC's log
         )
     return history
-
-
-@contextlib.contextmanager
-def training_scope(spec):
-    """Set the precision policy and enter the distribution strategy of ``spec``; yield what was chosen.
-
-    Build the model and call :func:`fit` inside it: variables must be created under the
-    strategy and with the policy they will be trained with. Yields ``{"precision",
-    "chosen_by", "replicas"}``, which the stage records beside the curves.
-    """
-    policy, reason = precision_policy(spec.precision)
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
-    try:
-        with distribution_scope(spec.distribution) as (replicas, how):
-            print(f"{spec.name}: {replicas} replica(s) ({how}), {policy} (chosen by {reason}), "
-                  f"{keras.backend.backend()} backend")
-            setup = {"precision": policy, "chosen_by": reason, "replicas": replicas}
-            if keras.backend.backend() != "tensorflow":  # kd's default, so the setups recorded before stay as they were
-                setup["backend"] = keras.backend.backend()
-            yield setup
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
-def current_strategy():
-    """TensorFlow's current ``tf.distribute`` strategy (the data path shards for it), or None elsewhere."""
-    if keras.backend.backend() != "tensorflow":
-        return None
-    import tensorflow as tf
-
-    return tf.distribute.get_strategy()
 
 
 class Curves(keras.callbacks.Callback):

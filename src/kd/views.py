@@ -53,7 +53,7 @@ def compute_views(views, teacher, train, folder, seed, teacher_file):
     from kd.batches import predict_batch_size
     from kd.console import Progress
     from kd.rows import NpyWriter
-    from kd.teachers import feature_layers, outputs_of
+    from kd.inspection import feature_layers, outputs_of
 
     layers = augmentation_layers(views, train.image_shape, seed)
     check_stateless(layers, train.image_shape, f"views.{views.name}.augmentation ({views.augmentation_name})")

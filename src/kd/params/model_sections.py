@@ -124,7 +124,7 @@ def _parse_distillation(key, entry, settings, setting_key):
 def _soft_targets(key, settings, where):
     """``(temperature, soft_target_weight, loss terms)`` of a distilled model or a mutual group;
     ``where(name)`` is the key a setting came from (its own entry, or training:)."""
-    from kd.losses import parse_loss
+    from kd.losses.kinds import parse_loss
 
     for name in ("temperature", "soft_target_weight"):
         if name not in settings:

@@ -1,0 +1,349 @@
+"""The loss maths, in ``keras.ops``: the one file a formula edit touches.
+
+Functions of tensors first (each checked against a NumPy translation of the authors' code in
+tests/test_loss_kinds.py), then each kind's formula: the subclass, of the same name, of its
+declaration in :mod:`kd.losses.kinds`, adding what the kind computes. Only the stages of models
+that learn with a loss (distill@, distill_views@, mutual@) import this module. The maths runs on
+each of Keras's backends (TensorFlow, JAX, PyTorch); Keras is imported inside the functions, so
+importing the module stays cheap.
+"""
+
+import math
+
+from kd.losses import kinds
+from kd.losses.labels import add_all
+
+FORMULAS = {}  # kind name -> the subclass of its declaration that computes it
+NEGATIVE_LARGE = 1000.0  # subtracted from the target class's scaled logit to remove it (DKD's NCKD)
+
+
+def formula(cls):
+    """Register a kind's formula under its kind's ``name``."""
+    FORMULAS[cls.name] = cls
+    return cls
+
+
+def with_formula(term):
+    """``term`` (a declaration from params) as the object that computes it."""
+    if isinstance(term, Formula):
+        return term
+    computed = FORMULAS[term.name](term.config, term.where)
+    computed.inherited = term.inherited
+    return computed
+
+
+# ----------------------------------------------------------------------------------------------
+# The mathematics, as functions of tensors.
+
+
+def stateless_uniform(count, seed, step):
+    """``count`` uniform draws in [0, 1) that depend only on ``(seed, step)``, on every backend.
+
+    On TensorFlow, TensorFlow's stateless op (the draws every DGKD run recorded so far was made
+    with); elsewhere the backend's counter-based generator keyed the same way.
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.random.stateless_uniform([count], seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)]))
+    if backend == "jax":
+        import jax
+
+        return jax.random.uniform(jax.random.fold_in(jax.random.PRNGKey(seed), step), (count,))
+    import torch
+
+    generator = torch.Generator(device="cpu").manual_seed(int(seed) * 1_000_003 + int(step))
+    return torch.rand(count, generator=generator).to(keras.ops.convert_to_tensor(0.0).device)
+
+
+def standardize(logits):
+    """Each row z-scored: (z − mean) / (1e-7 + unbiased std), as Sun et al.'s code does."""
+    from keras import ops
+
+    logits = ops.cast(logits, "float32")
+    mean = ops.mean(logits, axis=-1, keepdims=True)
+    count = float(logits.shape[-1])  # the classes: static
+    variance = ops.sum(ops.square(logits - mean), axis=-1, keepdims=True) / (count - 1.0)
+    return (logits - mean) / (1e-7 + ops.sqrt(variance))
+
+
+def kl_from_log_probs(target_log_probs, log_probs):
+    """Mean over the batch of KL(p ‖ q), both given as log-probabilities."""
+    from keras import ops
+
+    kl = ops.sum(ops.exp(target_log_probs) * (target_log_probs - log_probs), axis=-1)
+    return ops.mean(kl)
+
+
+def target_and_rest(log_probs, target_mask):
+    """Log-probabilities of DKD's two bins, [target class, all other classes], without a log of 0."""
+    from keras import ops
+
+    target = ops.sum(log_probs * target_mask, axis=-1, keepdims=True)
+    others = ops.where(target_mask > 0, -math.inf, log_probs)  # exp(-inf) = 0: no gradient, no NaN
+    rest = ops.logsumexp(others, axis=-1, keepdims=True)
+    return ops.concatenate([target, rest], axis=-1)
+
+
+def hinton(teacher_logits, student_logits, temperature, standardize=False):
+    """T² · mean over the batch of KL(softmax(t/T) ‖ softmax(s/T))."""
+    term = Hinton({"temperature": temperature, "standardize": standardize}, "hinton")
+    return term.value(term.teacher_targets(teacher_logits, None), student_logits, None)[0]
+
+
+def dkd(teacher_logits, student_logits, labels, temperature, standardize=False):
+    """``(tckd, nckd)``: DKD's two terms, each × T² and averaged over the batch, before α and β."""
+    term = DecoupledKD({"temperature": temperature, "standardize": standardize}, "dkd")
+    _, parts = term.value(term.teacher_targets(teacher_logits, labels), student_logits, labels)
+    return parts["tckd"], parts["nckd"]
+
+
+def dist(teacher_logits, student_logits, temperature):
+    """``(inter, intra)``: DIST's two relations, each × τ², before β and γ."""
+    term = Dist({"temperature": temperature}, "dist")
+    _, parts = term.value(term.teacher_targets(teacher_logits, None), student_logits, None)
+    return parts["inter"], parts["intra"]
+
+
+def fitnet(student_feature, teacher_feature):
+    """Mean squared error between a (regressed) student feature and the teacher's."""
+    from keras import ops
+
+    return ops.mean(ops.square(ops.cast(student_feature, "float32") - ops.cast(teacher_feature, "float32")))
+
+
+def attention(student_feature, teacher_feature):
+    """Attention transfer between two NHWC maps: the larger map is average-pooled to the smaller's size."""
+    from keras import ops
+
+    def pooled_to(feature, size):
+        factor = feature.shape[1] // size
+        return feature if factor == 1 else ops.average_pool(feature, factor, factor, "valid")
+
+    def attention_map(feature):  # mean over channels of f², flattened, L2-normalised per sample
+        feature = ops.cast(feature, "float32")
+        flat = ops.reshape(ops.mean(ops.square(feature), axis=-1), (-1, feature.shape[1] * feature.shape[2]))
+        return flat / ops.maximum(ops.sqrt(ops.sum(ops.square(flat), axis=-1, keepdims=True)), 1e-12)
+
+    size = min(student_feature.shape[1], teacher_feature.shape[1])
+    student_map = attention_map(pooled_to(student_feature, size))
+    teacher_map = attention_map(pooled_to(teacher_feature, size))
+    return ops.mean(ops.square(student_map - teacher_map))
+
+
+def rkd(student_feature, teacher_feature, distance=True, angle=True):
+    """``(distance, angle)``: RKD's two smooth-L1 terms, before their weights (0 where not asked for).
+
+    Both relations are computed from the difference vectors e_j − e_i, as the authors' angle is:
+    a B×B×D tensor, B²·D floats (51 M, 205 MB, at batch 256 on 784 features: fine for the pooled
+    or penultimate features RKD compares). The Gram matrix's |a|² + |b|² − 2a·b cancels in float32
+    when two rows nearly coincide, and its noise, divided by a tiny distance, swamps the cosines
+    and their gradient; the difference of two close float32 rows is exact. The angle term then
+    costs B³·D multiply-adds (a batched matmul), the authors' cost.
+    """
+    from keras import ops
+
+    def flat(feature):
+        feature = ops.cast(feature, "float32")
+        return ops.reshape(feature, (-1, int(math.prod(feature.shape[1:]))))
+
+    def relations(feature):
+        differences = feature[None, :, :] - feature[:, None, :]  # [i, j] = e_j − e_i
+        squared = ops.sum(ops.square(differences), axis=-1)
+        coincident = squared <= 0.0  # the diagonal and exact duplicates: a zero difference vector
+        # sqrt, hence a norm, has an infinite derivative at 0 (NaN once multiplied by 0): take it
+        # where the square is positive only; coincident pairs get the authors' values through
+        # `where`, constants with zero gradient.
+        safe = ops.where(coincident, 1.0, squared)
+        result = [None, None]
+        if distance:
+            # The authors' pdist: sqrt(max(d², 1e-12)) off the diagonal (so a coincident pair is 1e-6
+            # away and counts in the mean), 0 on it; divided by the mean over pairs of distinct samples.
+            off_diagonal = 1.0 - ops.eye(ops.shape(squared)[0], dtype="float32")
+            d = ops.where(coincident, 1e-6, ops.sqrt(ops.maximum(safe, 1e-12))) * off_diagonal
+            count = ops.sum(off_diagonal)
+            mean = ops.sum(d) / ops.maximum(count, 1.0)
+            # One sample has no pair: its distances stay 0 rather than 0 / 0 (the term is then 0).
+            result[0] = d / ops.where(mean > 0.0, mean, 1.0)
+        if angle:
+            # F.normalize: x / max(|x|, 1e-12); the zero vector's direction is the zero vector, so
+            # the cosines of a coincident pair are 0, as the authors' are.
+            norms = ops.maximum(ops.sqrt(safe), 1e-12)
+            directions = ops.where(coincident[:, :, None], 0.0, differences / norms[:, :, None])
+            cosines = ops.matmul(directions, ops.transpose(directions, (0, 2, 1)))
+            result[1] = ops.reshape(cosines, (-1,))
+        return result
+
+    student_d, student_a = relations(flat(student_feature))
+    teacher_d, teacher_a = relations(ops.stop_gradient(flat(teacher_feature)))
+    zero = ops.convert_to_tensor(0.0)
+    return (smooth_l1(student_d, teacher_d) if distance else zero, smooth_l1(student_a, teacher_a) if angle else zero)
+
+
+def smooth_l1(x, y):
+    """Mean smooth-L1 (Huber with δ 1) between ``x`` and ``y``, as PyTorch's default."""
+    from keras import ops
+
+    difference = ops.abs(x - y)
+    return ops.mean(ops.where(difference < 1.0, 0.5 * ops.square(difference), difference - 0.5))
+
+
+# ----------------------------------------------------------------------------------------------
+# Each kind's formula.
+
+
+class Formula:
+    """What a declared term computes; mixed into the subclass of each kind's declaration."""
+
+
+class LogitFormula(Formula):
+    """``teacher_targets`` turns one teacher's logits into the distributions the term compares the
+    student with, as log-probabilities; several teachers' are averaged (as probabilities) before
+    ``value`` compares them with the student."""
+
+    def _logits(self, logits):
+        from keras import ops
+
+        return standardize(logits) if self.config["standardize"] else ops.cast(logits, "float32")
+
+    def teacher_targets(self, teacher_logits, labels):
+        raise NotImplementedError
+
+    def value(self, targets, student_logits, labels, progress=None):
+        """``(value, parts)``: the term, and its named parts for the curves (may be empty)."""
+        raise NotImplementedError
+
+
+@formula
+class Hinton(LogitFormula, kinds.Hinton):
+    """Computes :class:`kd.losses.kinds.Hinton`."""
+
+    def teacher_targets(self, teacher_logits, labels):
+        from keras import ops
+
+        return (ops.log_softmax(self._logits(teacher_logits) / self.temperature, axis=-1),)
+
+    def value(self, targets, student_logits, labels, progress=None):
+        from keras import ops
+
+        student_log_probs = ops.log_softmax(self._logits(student_logits) / self.temperature, axis=-1)
+        return self.temperature**2 * kl_from_log_probs(targets[0], student_log_probs), {}
+
+
+@formula
+class DecoupledKD(LogitFormula, kinds.DecoupledKD):
+    """Computes :class:`kd.losses.kinds.DecoupledKD`."""
+
+    def _split(self, scaled_logits, labels):
+        from keras import ops
+
+        mask = ops.one_hot(labels, scaled_logits.shape[-1], dtype="float32")
+        bins = target_and_rest(ops.log_softmax(scaled_logits, axis=-1), mask)
+        others = ops.log_softmax(scaled_logits - NEGATIVE_LARGE * mask, axis=-1)
+        return bins, others
+
+    def teacher_targets(self, teacher_logits, labels):
+        return self._split(self._logits(teacher_logits) / self.temperature, labels)
+
+    def value(self, targets, student_logits, labels, progress=None):
+        student_bins, student_others = self._split(self._logits(student_logits) / self.temperature, labels)
+        tckd = self.temperature**2 * kl_from_log_probs(targets[0], student_bins)
+        nckd = self.temperature**2 * kl_from_log_probs(targets[1], student_others)
+        total = self.config["alpha"] * tckd + self.config["beta"] * nckd
+        if self.config["warmup_epochs"] > 1 and progress is not None:  # min(epoch / warm-up, 1), epochs from 1
+            from keras import ops
+
+            total = ops.minimum(ops.cast(progress, "float32") / self.config["warmup_epochs"], 1.0) * total
+        return total, {"tckd": tckd, "nckd": nckd}
+
+
+@formula
+class Dist(LogitFormula, kinds.Dist):
+    """Computes :class:`kd.losses.kinds.Dist`."""
+
+    def _logits(self, logits):
+        from keras import ops
+
+        return ops.cast(logits, "float32")
+
+    def teacher_targets(self, teacher_logits, labels):
+        from keras import ops
+
+        return (ops.log_softmax(self._logits(teacher_logits) / self.temperature, axis=-1),)
+
+    def value(self, targets, student_logits, labels, progress=None):
+        from keras import ops
+
+        def norm(a):  # 0 with zero gradient for a zero vector (a constant column), as PyTorch's norm
+            squared = ops.sum(ops.square(a), axis=1)
+            return ops.where(squared > 0.0, ops.sqrt(ops.where(squared > 0.0, squared, 1.0)), 0.0)
+
+        def pearson(a, b):  # per row: cosine of the mean-centred vectors, eps 1e-8 as the authors'
+            a = a - ops.mean(a, axis=1, keepdims=True)
+            b = b - ops.mean(b, axis=1, keepdims=True)
+            return ops.sum(a * b, axis=1) / (norm(a) * norm(b) + 1e-8)
+
+        student = ops.softmax(self._logits(student_logits) / self.temperature, axis=-1)
+        teacher = ops.exp(targets[0])
+        inter = self.temperature**2 * (1.0 - ops.mean(pearson(student, teacher)))
+        intra = self.temperature**2 * (1.0 - ops.mean(pearson(ops.transpose(student), ops.transpose(teacher))))
+        return self.config["beta"] * inter + self.config["gamma"] * intra, {"inter": inter, "intra": intra}
+
+
+class FeatureFormula(Formula):
+    """A term on the student's and the teacher's layers (``name -> tensor``)."""
+
+    def build(self, student_shapes, teacher_shapes):
+        """Check the layers' shapes (``name -> shape``, batch axis first); return trainable layers."""
+        self.check_shapes(student_shapes, teacher_shapes)
+        return []
+
+    def value(self, student_features, teacher_features):
+        raise NotImplementedError
+
+
+@formula
+class Hint(FeatureFormula, kinds.Hint):
+    """Computes :class:`kd.losses.kinds.Hint`."""
+
+    def build(self, student_shapes, teacher_shapes):
+        import keras
+
+        (student_name,), (teacher_name,) = self.student_layers, self.teacher_layers
+        units = teacher_shapes[teacher_name][-1]
+        if self.check_shapes(student_shapes, teacher_shapes) == "conv":
+            self.regressor = keras.layers.Conv2D(units, 1, name=f"hint_regressor_{student_name}")
+        else:
+            self.regressor = keras.layers.Dense(units, name=f"hint_regressor_{student_name}")
+        self.regressor.build(tuple(student_shapes[student_name]))
+        return [self.regressor]
+
+    def value(self, student_features, teacher_features):
+        (student_name,), (teacher_name,) = self.student_layers, self.teacher_layers
+        return fitnet(self.regressor(student_features[student_name]), teacher_features[teacher_name]), {}
+
+
+@formula
+class Attention(FeatureFormula, kinds.Attention):
+    """Computes :class:`kd.losses.kinds.Attention`."""
+
+    def value(self, student_features, teacher_features):
+        pairs = zip(self.student_layers, self.teacher_layers, strict=True)
+        return add_all([attention(student_features[s], teacher_features[t]) for s, t in pairs]), {}
+
+
+@formula
+class RelationalKD(FeatureFormula, kinds.RelationalKD):
+    """Computes :class:`kd.losses.kinds.RelationalKD`."""
+
+    def value(self, student_features, teacher_features):
+        # The angle term compares every triplet of the batch: B³ cosines of D-vectors, at batch 256
+        # on 784 features 13 G multiply-adds for the student and as many for the teacher, more than
+        # the rest of a small student's step. A zero weight skips it (and likewise the distance term).
+        distance, angle = rkd(student_features[self.student_layers[0]], teacher_features[self.teacher_layers[0]],
+                              distance=self.config["distance_weight"] > 0, angle=self.config["angle_weight"] > 0)
+        total = self.config["distance_weight"] * distance + self.config["angle_weight"] * angle
+        return total, {"distance": distance, "angle": angle}
