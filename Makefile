@@ -6,7 +6,7 @@ VENV := .venv
 PY   := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install install-test backends check-install repro test bench bench-data generations dag readme plots plots-libs ci-repro best shapes seeds exp register push pull verify report clean-venv
+.PHONY: install install-test backends deps check-install repro test bench bench-data generations dag readme plots plots-libs ci-repro best shapes seeds exp register push pull verify report clean-venv
 
 install:
 	@bash tools/install.sh core
@@ -17,6 +17,11 @@ install-test:
 # Keras's other backends, for models with `training.backend: jax` or `torch`.
 backends:
 	@bash tools/install.sh jax,torch
+
+# dvc.yaml's src/kd dependencies, written from each stage script's imports (tools/stage_deps.py):
+# run it after changing what a stage imports; tests/test_dvc_yaml.py fails until then.
+deps: install
+	$(PY) tools/stage_deps.py
 
 # What a new user's pip would download for kd and for its tests, from the public index alone
 # (no local wheel folder, no extra index, no pip config): fails when a pin does not resolve there.
