@@ -63,9 +63,9 @@ class MutualTrainer(keras.Model):
         return [keras.ops.cast(peer(x, training=training), "float32") for peer in self.peers]
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        from keras.src.losses.loss import scale_loss_for_distribution
+        from keras.src.losses.loss import scale_loss_for_distribution  # private: see kd.training
 
-        from kd.losses.terms import add_all, hard_label_loss
+        from kd.losses.labels import add_all, hard_label_loss
 
         self._training = training
         batch = keras.ops.shape(y)[0]

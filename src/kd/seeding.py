@@ -33,6 +33,7 @@ def set_random_seed(seed):
         return
     import random
 
+    # Private: Keras exports no way to reset its global seed generator but set_random_seed itself.
     from keras.src.backend.common import global_state
     from keras.src.random import seed_generator
     from keras.src.utils import rng_utils

@@ -15,7 +15,8 @@ import time
 import numpy as np
 import keras
 from dvclive import Live
-from keras.src.losses.loss import scale_loss_for_distribution  # what Keras's own compute_loss applies
+# Private, as Keras 3.15 exports no public form: what its own compute_loss applies to a replica's loss.
+from keras.src.losses.loss import scale_loss_for_distribution
 
 from kd.batches import predict_batch_size, training_batches
 from kd.devices import current_strategy
