@@ -21,7 +21,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
-DEP_LINE = re.compile(r"^(\s+)- src/kd/\S*")
 
 
 def module_file(name):
@@ -82,20 +81,45 @@ def stage_scripts(text):
             for name, stage in stages.items()}
 
 
+def flow_list(entries, indent, width=115):
+    """``entries`` as a YAML flow sequence starting at column ``indent``, wrapped to ``width``: the
+    first line opens with "[", the others (to be indented one column past it) hold the rest."""
+    quoted = [f'"{entry}"' if any(c in entry for c in "${}:,#") else entry for entry in entries]
+    lines = ["["]
+    for position, entry in enumerate(quoted):
+        piece = entry + ("," if position < len(quoted) - 1 else "]")
+        if lines[-1] not in ("[", "") and indent + 1 + len(lines[-1]) + 1 + len(piece) > width:
+            lines.append("")
+        lines[-1] += ("" if lines[-1] in ("[", "") else " ") + piece
+    return lines
+
+
 def rewritten(text):
-    """dvc.yaml's ``text`` with each stage's src/kd lines replaced by its script's closure."""
+    """dvc.yaml's ``text`` with each stage's ``deps: [...]`` holding its script's kd modules."""
     scripts = stage_scripts(text)
-    lines, out, stage = text.split("\n"), [], None
-    for line in lines:
+    lines, out, stage, index = text.split("\n"), [], None, 0
+    while index < len(lines):
+        line = lines[index]
         match = re.match(r"^  ([A-Za-z_][\w-]*):\s*$", line)
         if match and match[1] in scripts:
             stage = match[1]
-        if DEP_LINE.match(line):
+        deps = re.match(r"^(\s+)deps: \[", line)
+        if not (deps and stage is not None):
+            out.append(line)
+            index += 1
             continue
-        out.append(line)
-        script_line = re.match(r"^(\s+)- (stages/\S+\.py)\s*$", line)
-        if script_line and stage is not None and script_line[2] == scripts[stage]:
-            out += [f"{script_line[1]}- {path}" for path in collapsed(closure(scripts[stage]))]
+        end = index  # the flow sequence may span lines: up to the one holding its "]"
+        while "]" not in lines[end].split("#")[0]:
+            end += 1
+        body = " ".join(part.split("#")[0] if n < end - index else part for n, part in enumerate(lines[index:end + 1]))
+        inside, _, after = body[body.index("[") + 1:].partition("]")
+        entries = [e.strip().strip('"') for e in inside.split(",") if e.strip()]
+        kept = [e for e in entries if not e.startswith("src/")]
+        prefix = f"{deps[1]}deps: "
+        wrapped = flow_list(kept + collapsed(closure(scripts[stage])), len(prefix))
+        wrapped[-1] += after.rstrip()
+        out += [prefix + wrapped[0], *(" " * (len(prefix) + 1) + rest for rest in wrapped[1:])]
+        index = end + 1
     return "\n".join(out)
 
 
