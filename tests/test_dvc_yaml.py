@@ -72,3 +72,16 @@ def test_editing_the_loss_maths_changes_only_the_stages_that_train_with_a_loss(t
                if any(isinstance(e, dict) and "changed deps" in e for e in entries)}
     assert "distill@student" in changed and "distill@ta" in changed
     assert all(name.split("@")[0] in ("distill", "distill_views", "mutual") for name in changed), changed
+
+
+def test_dvc_yaml_runs_each_stage_kind_of_kd_stage_kinds_with_its_script_and_section():
+    import yaml
+
+    from kd.stage_kinds import KINDS
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert list(stages) == list(KINDS)
+    for name, stage in stages.items():
+        kind = KINDS[name]
+        assert stage.get("foreach") == (f"${{{kind.section}}}" if kind.section else None), name
+        assert kind.script in stage.get("do", stage)["cmd"].split(), name

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import yaml
 
-STAGE_KINDS = ("pretrained", "train", "distill", "distill_views", "views", "mutual", "peer", "export")  # templated stages: <kind>@<name>
+from kd.stage_kinds import TEMPLATED
+
 
 
 def remove_stale(params, models="models", logits="logits", curves="dvclive", timings="timings", exported="exported",
@@ -52,14 +53,14 @@ def remove_stale(params, models="models", logits="logits", curves="dvclive", tim
             shutil.rmtree(path)
             removed.append(f"{path}/")
     for path in sorted(Path(timings).glob("*@*.json")):
-        if path.stem.split("@", 1)[0] in STAGE_KINDS and path.stem not in stages:
+        if path.stem.split("@", 1)[0] in TEMPLATED and path.stem not in stages:
             path.unlink()
             removed.append(str(path))
     lock = Path(lock)
     if lock.is_file():
         content = yaml.safe_load(lock.read_text()) or {}
         entries = content.get("stages") or {}
-        stale = [name for name in entries if "@" in name and name.split("@", 1)[0] in STAGE_KINDS and name not in stages]
+        stale = [name for name in entries if "@" in name and name.split("@", 1)[0] in TEMPLATED and name not in stages]
         if stale:
             for name in stale:
                 del entries[name]

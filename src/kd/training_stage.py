@@ -13,6 +13,7 @@ from pathlib import Path
 
 from kd.errors import ParamsError
 from kd.params import load_params
+from kd.stage_kinds import KINDS
 
 
 def arguments(description, argv=None):
@@ -34,8 +35,8 @@ def model_to_train(args, distilled):
     if spec.pretrained is not None:
         raise ParamsError(f"model {spec.name!r} is loaded from {spec.pretrained.path} by stage {spec.stage}, not trained")
     if (spec.distillation is not None) != distilled:
-        script = "stages/distill.py" if spec.distillation is not None else "stages/train.py"
-        raise ParamsError(f"model {spec.name!r} is trained by stage {spec.stage} ({script})")
+        kind = KINDS[spec.stage.split("@")[0]]
+        raise ParamsError(f"model {spec.name!r} is trained by stage {spec.stage} ({kind.script})")
     from kd.devices import use_backend
 
     use_backend(spec.backend, f"training.backend of model {spec.name!r}")  # before Keras is imported

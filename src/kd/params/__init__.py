@@ -51,7 +51,7 @@ from kd.params.checks import (
     _refuse_unexpanded_generations, expand_generations,
 )
 from kd.params.model_sections import (
-    MODEL_SECTIONS, _parse_groups, _parse_model, _parse_mutual, _parse_peer, _parse_pretrained, _parse_training,
+    _parse_groups, _parse_model, _parse_mutual, _parse_peer, _parse_pretrained, _parse_training,
     _parse_views_student,
 )
 from kd.params.sections import (
@@ -63,6 +63,7 @@ from kd.params.specs import (
 )
 from kd.params.values import _integer, _keys, _mapping
 from kd.params.yaml_loader import DuplicateKey, _UniqueKeyLoader
+from kd.stage_kinds import MODEL_SECTIONS
 
 __all__ = [
     "DataSpec", "Distillation", "DuplicateKey", "EvaluateSpec", "ExportSpec", "ImagesSpec", "MAX_GENERATIONS",

@@ -3,8 +3,9 @@ extra teachers above the first), the layers feature terms name, the views' teach
 generations (one entry written for k models, which DVC cannot make stages of)."""
 
 from kd.errors import ParamsError
-from kd.params.model_sections import MODEL_SECTIONS, _parse_model
+from kd.params.model_sections import _parse_model
 from kd.params.values import _flag, _integer, _model, _name
+from kd.stage_kinds import MODEL_SECTIONS
 
 MAX_GENERATIONS = 100  # born-again chains are a few generations long; each one is trained in turn
 

@@ -8,7 +8,6 @@ from kd.errors import ParamsError
 from kd.params.specs import Distillation, ModelSpec, MutualSpec, Pretrained
 from kd.params.values import _choice, _class_config, _flag, _integer, _keys, _mapping, _name, _number
 
-MODEL_SECTIONS = ("pretrained", "train", "peers", "distill", "distill_views")  # the order models are parsed in
 TRAINING_KEYS = (
     "epochs", "batch_size", "optimizer", "schedule", "augmentation", "keep", "distribution", "precision",
 )
