@@ -47,7 +47,16 @@ def render_install(record):
     return "\n".join(rows) + f"\n\nThe largest downloads of the test environment: {largest}.\n\n" + measured_by(record)
 
 
-RECORDS = {"install": render_install}  # record name (reports/<name>.json) -> its Markdown
+def render_pipeline(record):
+    figures = record["figures"]
+    stages = ", ".join(f"{name} {seconds:,.1f} s" for name, seconds in figures["stage_seconds"].items())
+    errors = " / ".join(str(count) for count in figures["test_errors"].values())
+    models = " / ".join(figures["test_errors"])
+    return (f"{figures['total_seconds']:,.0f} s of stages in all ({stages}); test errors {errors} ({models}).\n\n"
+            + measured_by(record))
+
+
+RECORDS = {"install": render_install, "pipeline": render_pipeline}  # reports/<name>.json -> its Markdown
 
 
 def reports(root):

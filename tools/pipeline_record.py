@@ -1,0 +1,34 @@
+"""The record of the last `dvc repro`: each stage's wall time (timings/<stage>.json, which every
+stage writes) and each model's test errors (metrics/<model>.json), with the commit and machine.
+
+    python tools/pipeline_record.py      # after `make repro`: writes reports/pipeline.json
+
+`make readme` renders it where README.md and docs/ hold its marker, so the run time they cite
+is the one a committed record holds. A stage DVC restored from its cache keeps the time of the
+run that made it.
+"""
+
+import json
+import time
+from pathlib import Path
+
+from kd.artifacts import write_json
+from kd.errors import KdError, run_stage
+from kd.records import record
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv=None):
+    started = time.perf_counter()
+    timings = {path.stem: json.loads(path.read_text())["seconds"] for path in sorted((ROOT / "timings").glob("*.json"))}
+    if not timings:
+        raise KdError("timings/ holds no stage times: run the pipeline first (make repro)")
+    errors = {path.stem: json.loads(path.read_text())["errors"] for path in sorted((ROOT / "metrics").glob("*.json"))}
+    figures = {"stage_seconds": timings, "total_seconds": round(sum(timings.values()), 1), "test_errors": errors}
+    write_json(ROOT / "reports" / "pipeline.json", record(figures, started, command="make repro; python tools/pipeline_record.py", root=ROOT))
+    print(f"reports/pipeline.json: {len(timings)} stages, {figures['total_seconds']} s, test errors {errors}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
