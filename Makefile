@@ -36,7 +36,7 @@ test: install-test
 
 # Seconds per training step of distillation variants, as ratios to a plain student step.
 bench: install
-	$(PY) bench/distill_step.py
+	$(PY) bench/distill_step.py --record reports/bench/distill_step.json
 
 # Memory and throughput of the data path: prepare and one training epoch on generated JPEG folders of
 # 5,000 to 80,000 images (peak resident memory of each stage, images/s, ms/step). SIZES="5000x128 ..." to choose.
@@ -110,7 +110,7 @@ register: install
 		$(VENV)/bin/gto register $$artifact HEAD --version $(VERSION); done
 
 # The DVC cache and run-cache to and from the default remote (a folder beside the repository unless
-# overridden: README "Share results"), so that others `make pull` instead of retraining.
+# overridden: docs/teams.md, "Share results"), so that others `make pull` instead of retraining.
 push: install
 	@$(PY) tools/remote.py push
 

@@ -31,11 +31,18 @@ Then the data path (seed 002's pair, batch 256, 54,000 uint8 MNIST-sized images)
 plain step and kd's distillation step fed from a split on disk (kd's streaming path) and from the
 same images held in memory as one float32 tensor (how kd fed them before streaming).
 
-Variants are timed round-robin (so drift in the machine's speed hits all of them alike),
-after warm-up; each round times a block of steps and the median round is reported.
-Prints a table and, as its last line, one JSON object of ratios to the plain step.
+Variants are timed in many short rounds, round-robin, after a warm-up: each round times a block
+of steps of every variant in turn. On these shared 2-core machines a step's time jumps between
+two levels from one moment to the next (the machine's scheduling, not the method), so a variant's
+time is its fastest block (the level it reaches when nothing else runs), and a ratio is that of
+two fastest blocks; the spread printed beside it is the 10th–90th percentile of the ratios of
+blocks timed next to each other. TensorFlow's thread pools are fixed (``--threads``), and the
+process's CPU time per step is printed beside the wall time. Prints a table and, as its last
+line, one JSON object of ratios to the plain step; ``--record`` also writes them, with the
+commit and machine, as a JSON record.
 
-    python bench/distill_step.py [--rounds 7] [--steps 20] [--only pairs precision fit data]
+    python bench/distill_step.py [--rounds 15] [--steps 10] [--only pairs precision fit data]
+                                 [--record reports/bench/distill_step.json]
     KERAS_BACKEND=jax python bench/distill_step.py --only pairs precision    # the same rows on JAX
 
 Under JAX or PyTorch (KERAS_BACKEND) the rows that are TensorFlow's own are left out: keras_io
@@ -49,7 +56,6 @@ import os
 import dataclasses
 import io
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -64,8 +70,13 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 BACKEND = keras.backend.backend()
+THREADS = int(os.environ.get("KD_BENCH_THREADS", os.cpu_count()))
 if BACKEND == "tensorflow":
     import tensorflow as tf  # noqa: E402
+
+    # Fixed before TensorFlow starts its runtime: thread pools sized by load or by guess change the timings.
+    tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+    tf.config.threading.set_inter_op_parallelism_threads(THREADS)
 
 from kd.batches import training_batches  # noqa: E402
 from kd.data import save_split  # noqa: E402
@@ -385,19 +396,41 @@ def fit_steps(model, data, steps, **options):
     return lambda: model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, **options)
 
 
+class Timing:
+    """The blocks one variant was timed in: wall and CPU seconds per step of each round."""
+
+    def __init__(self):
+        self.wall, self.cpu = [], []
+
+    @property
+    def best(self):
+        """Seconds per step of the fastest block: the level the variant reaches when nothing else runs."""
+        return min(self.wall)
+
+    @property
+    def cpu_of_best(self):
+        return self.cpu[self.wall.index(self.best)]
+
+    def spread(self, reference):
+        """10th and 90th percentile of this variant's block times over ``reference``'s in the same round."""
+        ratios = sorted(mine / theirs for mine, theirs in zip(self.wall, reference.wall, strict=True))
+        return ratios[int(0.1 * (len(ratios) - 1))], ratios[int(round(0.9 * (len(ratios) - 1)))]
+
+
 def round_robin(runs, rounds, steps):
-    """Median seconds per step of each callable in ``runs`` (each does ``steps`` steps): one untimed
-    warm-up call each (tracing, compilation, caches), then ``rounds`` timed calls each, in turn, so
-    drift in the machine's speed hits every variant alike."""
+    """A :class:`Timing` of each callable in ``runs`` (each does ``steps`` steps): one untimed warm-up
+    call each (tracing, compilation, caches), then ``rounds`` timed calls each, in turn, so drift in
+    the machine's speed hits every variant alike."""
     for run in runs.values():
         run()
-    seconds = {name: [] for name in runs}
+    timings = {name: Timing() for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             run()
-            seconds[name].append((time.perf_counter() - start) / steps)
-    return {name: statistics.median(times) for name, times in seconds.items()}
+            timings[name].wall.append((time.perf_counter() - wall) / steps)
+            timings[name].cpu.append((time.process_time() - cpu) / steps)
+    return timings
 
 
 def cpu_bf16_flags(cpuinfo="/proc/cpuinfo"):
@@ -413,64 +446,80 @@ SECTIONS = ("pairs", "precision", "fit", "data")
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=7, help="timed blocks per variant (median reported)")
-    parser.add_argument("--steps", type=int, default=20, help="training steps per timed block")
+    parser.add_argument("--rounds", type=int, default=15, help="timed blocks per variant (the fastest counts)")
+    parser.add_argument("--steps", type=int, default=10, help="training steps per timed block")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS, help="the sections to time")
+    parser.add_argument("--record", type=Path, help="also write the figures, commit and machine to this JSON file")
     args = parser.parse_args()
+    started = time.perf_counter()
 
     pairs = {
         "seed002": (*seed002_models(), 256),
         "seed000": (*seed000_models(), 64),
     }
     ratios = {}
-    print(f"machine: {machine()['cpu']}, {machine()['cores']} cores, Keras {keras.__version__} on {BACKEND}; "
-          f"{args.rounds} rounds of {args.steps} steps per variant")
+    print(f"machine: {machine()['cpu']}, {machine()['cores']} cores, {THREADS} threads, Keras {keras.__version__} "
+          f"on {BACKEND}; {args.rounds} rounds of {args.steps} steps per variant, the fastest block of each")
     for pair, (make_teacher, make_student, layers, batch_size) in pairs.items():
         if "pairs" not in args.only:
             break
         if pair == "seed002":
-            print(f"{'pair':8} {'variant':19} {'ms/step':>9} {'ratio':>7}")
-        per_step = time_pair(make_teacher, make_student, layers, batch_size, args.rounds, args.steps)
-        ratios[pair] = {name: round(t / per_step["plain"], 2) for name, t in per_step.items() if name != "plain"}
-        for name, t in per_step.items():
-            print(f"{pair:8} {name:19} {1000 * t:9.2f} {t / per_step['plain']:7.2f}")
+            print(f"{'pair':8} {'variant':34} {'ms/step':>9} {'cpu ms':>8} {'ratio':>7}  spread (p10-p90)")
+        timings = time_pair(make_teacher, make_student, layers, batch_size, args.rounds, args.steps)
+        ratios[pair] = {}
+        for name, timing in timings.items():
+            print_row(pair, name, timing, timings["plain"], ratios[pair])
         for name in ("ours_views", "ours_online_jitter"):  # on the same augmented inputs
-            ratio = per_step[name] / per_step["plain_jitter"]
-            ratios[pair][f"{name}_vs_plain_jitter"] = round(ratio, 2)
-            print(f"{pair:8} {name + ' / plain_jitter':34} {ratio:7.2f}")
+            print_row(pair, f"{name}_vs_plain_jitter", timings[name], timings["plain_jitter"], ratios[pair])
     if "precision" in args.only:
         time_and_print_precisions(args, ratios)
     if "fit" in args.only and BACKEND == "tensorflow":
         time_and_print_fit_overhead(args, ratios)
     if "data" in args.only and BACKEND == "tensorflow":
         time_and_print_data_path(args, ratios)
+    if args.record:
+        from kd.artifacts import write_json
+        from kd.records import record
+
+        figures = {"ratios": ratios, "rounds": args.rounds, "steps": args.steps, "threads": THREADS,
+                   "backend": BACKEND}
+        write_json(args.record, record(figures, started, root=ROOT))
     print(json.dumps(ratios))
+
+
+def print_row(group, name, timing, reference, into):
+    """One variant's fastest block, its CPU time, its ratio to ``reference`` and that ratio's spread."""
+    ratio = timing.best / reference.best
+    low, high = timing.spread(reference)
+    print(f"{group:8} {name:34} {1000 * timing.best:9.2f} {1000 * timing.cpu_of_best:8.2f} {ratio:7.2f}  "
+          f"{low:.2f}-{high:.2f}")
+    if timing is not reference:
+        into[name] = {"ratio": round(ratio, 3), "spread": [round(low, 3), round(high, 3)],
+                      "ms": round(1000 * timing.best, 2), "cpu_ms": round(1000 * timing.cpu_of_best, 2)}
 
 
 def time_and_print_precisions(args, ratios):
     print(f"precision (plain steps, seed 002 models, batch 256); CPU bf16 flags: {' '.join(cpu_bf16_flags()) or 'none'}")
-    per_step = time_precisions(args.rounds, args.steps)
-    for (name, policy), t in per_step.items():
-        ratio = t / per_step[(name, "float32")]
-        print(f"{name:8} {policy:19} {1000 * t:9.2f} {ratio:7.2f}")
-        ratios.setdefault("precision", {})[f"{name}_{policy}_ms"] = round(1000 * t, 2)
+    timings = time_precisions(args.rounds, args.steps)
+    into = ratios.setdefault("precision", {})
+    for (name, policy), timing in timings.items():
+        print_row(name, policy, timing, timings[(name, "float32")], into.setdefault(name, {}))
 
 
 def time_and_print_fit_overhead(args, ratios):
     print("teacher step, float32, batch 256: where the time goes around it")
-    per_step = time_fit_overhead(args.rounds, args.steps)
-    for name, t in per_step.items():
-        print(f"{name:28} {1000 * t:9.2f} {t / per_step['bare tf.function step']:7.2f}")
-        ratios.setdefault("fit_overhead_ms", {})[name] = round(1000 * t, 2)
+    timings = time_fit_overhead(args.rounds, args.steps)
+    into = ratios.setdefault("fit_overhead", {})
+    for name, timing in timings.items():
+        print_row("teacher", name, timing, timings["bare tf.function step"], into)
 
 
 def time_and_print_data_path(args, ratios):
     print("data path: seed 002's pair, batch 256, 54,000 uint8 images on disk vs the same in memory")
-    per_step = time_data_path(args.rounds, args.steps)
-    for name, t in per_step.items():
-        reference = per_step[name.split(",")[0] + ", in memory"]
-        print(f"{name:28} {1000 * t:9.2f} {t / reference:7.2f}")
-        ratios.setdefault("data_path_ms", {})[name] = round(1000 * t, 2)
+    timings = time_data_path(args.rounds, args.steps)
+    into = ratios.setdefault("data_path", {})
+    for name, timing in timings.items():
+        print_row("seed002", name, timing, timings[name.split(",")[0] + ", in memory"], into)
 
 
 if __name__ == "__main__":
