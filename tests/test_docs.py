@@ -24,6 +24,7 @@ import copy
 import importlib.util
 import os
 import re
+import subprocess
 import sys
 import urllib.parse
 
@@ -42,6 +43,12 @@ LINK = re.compile(r"!?\[(?:[^\]\\]|\\.)*\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")
 HEADING = re.compile(r"^(#{1,6})\s+(?P<text>.*?)\s*#*\s*$")
 MAKE_TARGET = re.compile(r"(?<![\w/.-])make\s+(?P<target>[A-Za-z0-9][\w.-]*)")
 MAKEFILE_RULE = re.compile(r"^(?P<targets>[^\s#$:=][^:=]*?)\s*:(?!=)")
+# Pointers outside Markdown links (see pointer_problems): a page named by its path, and a section
+# named by its heading, quoted after the page or, unquoted, as "(page: Heading)".
+PAGE_NAME = r"(?P<page>README(?:\.md)?|(?:docs/)?[\w-]+\.md)"
+PAGE_MENTION = re.compile(r"(?<![\w/.-])(?P<page>README\.md|docs/[\w-]+\.md)(?:#(?P<anchor>[\w-]+))?")
+NAMED_SECTION = re.compile(rf"(?<![\w/.\"'-]){PAGE_NAME}(?::\s*|,\s*|\s+)[\"“](?P<heading>[^\"”\n]+)[\"”]")
+NAMED_SECTION_BARE = re.compile(rf"\({PAGE_NAME}:\s+(?P<heading>[^\"“()\n:]+?)\s*\)")
 
 
 def where(page, line):
@@ -103,24 +110,78 @@ def anchors(page):
     return found
 
 
-def link_problems(page):
-    prose, _ = split_fences(page.read_text())
-    problems = []
-    for number, line in enumerate(prose, start=1):
-        line = INLINE_CODE.sub("code", line)
-        for match in LINK.finditer(line):
-            target = match["target"]
-            if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:: not ours to check
+def tracked_text_files():
+    """Every file git tracks that reads as text (UTF-8, no NUL byte); README.md and docs/ alone
+    outside a git checkout."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return PAGES
+    files = []
+    for name in sorted(filter(None, listed.decode().split("\0"))):
+        path = ROOT / name
+        try:
+            data = path.read_bytes()
+        except OSError:  # listed but deleted in the work tree
+            continue
+        if b"\0" not in data:
+            try:
+                data.decode()
+            except UnicodeDecodeError:
                 continue
-            path, _, anchor = urllib.parse.unquote(target).partition("#")
-            resolved = (page.parent / path).resolve() if path else page
-            if not resolved.exists():
-                problems.append(f"{where(page, number)}: link {target}: {path} does not exist "
-                                f"(expected a path relative to the folder of {page.name})")
-            elif anchor and resolved.suffix == ".md":
-                if anchor not in anchors(resolved):
-                    problems.append(f"{where(page, number)}: link {target}: {resolved.relative_to(ROOT)} has no "
-                                    f"heading with anchor #{anchor}")
+            files.append(path)
+    return files
+
+
+def resolve_page(name, folders):
+    """The file ``name`` ("README" meaning README.md) names, looked for in each folder in turn, or None."""
+    name = "README.md" if name == "README" else name
+    for folder in folders:
+        if (folder / name).exists():
+            return (folder / name).resolve()
+    return None
+
+
+def pointer_problems(path):
+    """Every pointer of one file that leads nowhere, for any text file of the repository.
+
+    A pointer is, in a Markdown page, a relative link ``[text](target#anchor)`` (resolved from the
+    page's folder, code spans and fenced blocks skipped); in any other file, a mention of
+    ``README.md`` or ``docs/<name>.md``, with or without ``#anchor``, bare or as a link target
+    (resolved from the repository root: how comments and code name files); and in any file a
+    section named by its heading, ``<page> "Heading"``, ``<page>: "Heading"``, ``<page>, "Heading"``
+    or, unquoted, ``(<page>: Heading)``, where ``<page>`` is README, README.md, docs/<name>.md or
+    <name>.md: the page must have that heading (compared by anchor, so case and punctuation aside)."""
+    markdown = path.suffix == ".md"
+    text = path.read_text()
+    lines = split_fences(text)[0] if markdown else text.splitlines()
+    problems = []
+
+    def check(number, shown, page, anchor, folders, named=False):
+        resolved = resolve_page(page, folders) if page else path
+        if resolved is None:
+            problems.append(f"{where(path, number)}: {shown}: {page} does not exist"
+                            + (f" (expected a path relative to the folder of {path.name})" if markdown else ""))
+        elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
+            what = "heading" if named else "heading with anchor"
+            problems.append(f"{where(path, number)}: {shown}: {resolved.relative_to(ROOT)} has no {what} "
+                            + (f"{named!r}" if named else f"#{anchor}"))
+
+    for number, line in enumerate(lines, start=1):
+        if markdown:
+            line = INLINE_CODE.sub("code", line)
+            for match in LINK.finditer(line):
+                target = match["target"]
+                if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:: not ours to check
+                    continue
+                page, _, anchor = urllib.parse.unquote(target).partition("#")
+                check(number, f"link {target}", page, anchor, [path.parent])
+        else:
+            for match in PAGE_MENTION.finditer(line):
+                check(number, f"{match[0]}", match["page"], match["anchor"], [ROOT])
+        for match in [*NAMED_SECTION.finditer(line), *NAMED_SECTION_BARE.finditer(line)]:
+            check(number, match[0].strip(), match["page"], slug(match["heading"]), [path.parent, ROOT, ROOT / "docs"],
+                  named=match["heading"])
     return problems
 
 
@@ -198,10 +259,12 @@ def test_docs_exist():
         assert name in names, f"{name}: expected in README.md or docs/"
 
 
-def test_every_link_and_anchor_resolves():
-    problems = [problem for page in PAGES for problem in link_problems(page)]
+def test_every_pointer_resolves():
+    # Every git-tracked text file: the docs' links, and the comments and docstrings that send a reader
+    # to a page or a section of one (params.yaml, configs/, the Makefile, .dvc/config, workflows, code).
+    problems = [problem for path in tracked_text_files() for problem in pointer_problems(path)]
     if problems:
-        pytest.fail("broken links:\n" + "\n".join(problems), pytrace=False)
+        pytest.fail("pointers to nothing:\n" + "\n".join(problems), pytrace=False)
 
 
 def test_every_make_target_named_exists():
@@ -268,8 +331,46 @@ def test_fences_markers_and_link_check(tmp_path, monkeypatch):
     prose, blocks = split_fences(page.read_text())
     assert blocks[0] == (7, "yaml", "seed: -1", "refused")
     assert anchors(page) == {"title"}
-    assert link_problems(page) == [f"page.md:3: link #nowhere: page.md has no heading with anchor #nowhere"]
+    assert pointer_problems(page) == [f"page.md:3: link #nowhere: page.md has no heading with anchor #nowhere"]
     assert make_targets_named(page) == [(13, "nothing")]
+
+
+def test_pointers_are_checked_in_every_kind_of_file(tmp_path, monkeypatch):
+    # A planted pointer to a missing page or heading is caught whatever the file: a comment in
+    # params.yaml, the Makefile, a config, a workflow or code. The pointers are assembled here
+    # ("READ" + "ME") so that this file's own text holds none that leads nowhere.
+    readme, missing = "READ" + "ME", "cd"
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text("# kd\n\n## Results\n")
+    (tmp_path / "docs" / "teams.md").write_text("# Teams\n\nWhat for.\n\n## Share results\n\n## CI\n")
+    planted = {
+        "params.yaml": f"loss: hinton  # a list of terms ({readme}: the loss)\nseed: 0  # ({readme}: Results)\n",
+        "Makefile": f'# overridden: {readme} "Share results"\n# overridden: docs/teams.md, "Share results"\n',
+        "configs/bf16.txt": "# float32 on CPUs (docs/speed.md: Precision)\n",
+        ".github/workflows/ci.yml": f"# what CI reruns: (docs/teams.md#ci) and (docs/teams.md#{missing})\n",
+        ".dvc/config": f'    # (docs/teams.md: "Share results"), ({readme}.md: "Share results")\n',
+        "tool.py": f'"""See {readme}.md#results and {readme}.md#the-loss."""\n',
+    }
+    for name, text in planted.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    problems = {name: pointer_problems(tmp_path / name) for name in planted}
+    assert problems == {
+        "params.yaml": [f"params.yaml:1: ({readme}: the loss): README.md has no heading 'the loss'"],
+        "Makefile": [f"Makefile:1: {readme} \"Share results\": README.md has no heading 'Share results'"],
+        "configs/bf16.txt": ["configs/bf16.txt:1: docs/speed.md: docs/speed.md does not exist",
+                             "configs/bf16.txt:1: (docs/speed.md: Precision): docs/speed.md does not exist"],
+        ".github/workflows/ci.yml": [f".github/workflows/ci.yml:1: docs/teams.md#{missing}: docs/teams.md has no "
+                                     f"heading with anchor #{missing}"],
+        ".dvc/config": [f".dvc/config:1: {readme}.md: \"Share results\": README.md has no heading 'Share results'"],
+        "tool.py": [f"tool.py:1: {readme}.md#the-loss: README.md has no heading with anchor #the-loss"],
+    }
+    # and the real repository's files of those kinds are among those checked
+    monkeypatch.undo()
+    checked = {path.relative_to(ROOT).as_posix() for path in tracked_text_files()}
+    assert {"params.yaml", "Makefile", ".dvc/config", "configs/bf16.txt", "README.md", "tests/test_docs.py"} <= checked
+    assert any(name.startswith(".github/workflows/") for name in checked)
 
 
 def test_yaml_block_convention(default_params_raw):
