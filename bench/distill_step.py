@@ -11,15 +11,19 @@ seed 000's (conv 256/512 teacher -> conv 16/32 student, batch 64) — times, in 
                    inputs), without augmentation: the same work as keras_io;
 - ours_online_jitter: the same plus the ±2 px RandomTranslation of params.yaml's `jitter`,
                    applied once per batch and seen by teacher and student alike;
-- ours_hint, ours_attention, ours_rkd: the feature and relation losses, which read the
-                   teacher's layers and so run it on every batch (attention needs conv maps in
-                   both models: seed 000's pair only);
+- ours_hint, ours_attention: the feature losses, which read the teacher's layers and so
+                   run it on every batch (attention needs conv maps in both models: seed 000's
+                   pair only);
 - plain_jitter:    kd's step for a model on labels alone with the `jitter` augmentation: the
                    reference for the next row;
 - ours_views:      kd's step for a student on views (views of `jitter`, the teacher's logits
                    cached): the view rebuilt from its stored transformation, no teacher run;
 - keras_io:        seed 000's keras.io ``Distiller``, ported to Keras 3 (teacher forward every step);
 - keras_distiller: ``keras.distillation.Distiller`` with ``LogitsDistillation(loss=KLDivergence())``.
+
+Then RKD (section ``rkd``): its step, with the teacher online, against a plain step at batch
+sizes 32 to 256 on the TA notebook's pair: its angle term compares every triple of the batch's
+vectors, B³·D multiply-adds.
 
 Then the teacher's and the student's plain step (seed 002's models, batch 256) in float32 and in
 mixed_bfloat16 (opt-in: what it costs or buys depends on the CPU's bfloat16 hardware); and where the teacher's time goes
@@ -207,7 +211,7 @@ def variants(make_teacher, make_student, feature_layers_of, x, y, batch_size):
         "ours_online_jitter": (ours(online=True, augment=build_augmentation(jitter, x.shape[1:], seed=0)), hard),
     }
     for kind, pair in feature_layers_of.items():
-        if pair is not None:
+        if pair is not None and kind != "rkd":  # RKD's cost grows with the batch: its own section
             loss = {"kind": kind, "student_layer": pair[0], "teacher_layer": pair[1]}
             runs[f"ours_{kind}"] = (ours(loss, online=True), hard)
 
@@ -270,6 +274,29 @@ def time_pair(make_teacher, make_student, feature_layers_of, batch_size, rounds,
     runs = variants(make_teacher, make_student, feature_layers_of, x, y, batch_size)
     return round_robin({name: fit_steps(model, data, steps, shuffle=False) for name, (model, data) in runs.items()},
                        rounds, steps)
+
+
+def time_rkd(rounds, steps, batch_sizes=(32, 64, 128, 256)):
+    """ms per step of the TA notebook's student with RKD (teacher online) and alone, per batch size."""
+    make_teacher, make_student, layers = seed002_models()
+    teacher = make_teacher()
+    scce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    loss = {"kind": "rkd", "student_layer": layers["rkd"][0], "teacher_layer": layers["rkd"][1]}
+    runs = {}
+    for batch_size in batch_sizes:
+        x, y = random_images(batch_size * 8)
+        data = stream(split_of(x, y), batch_size)
+        keras.utils.set_random_seed(0)
+        plain = make_student()
+        plain.compile(optimizer=keras.optimizers.Adam(1e-3), loss=scce)
+        objective = Objective(parse_loss(loss, "bench", TEMPERATURE), SOFT_TARGET_WEIGHT, {"teacher": 1.0})
+        keras.utils.set_random_seed(0)
+        rkd = DistillationTrainer(make_student(), objective, Teachers(
+            ["teacher"], models=[feature_layers(teacher, objective.teacher_layers, "bench", "teacher")]))
+        rkd.compile(optimizer=keras.optimizers.Adam(1e-3))
+        runs[(batch_size, "plain")] = fit_steps(plain, data, steps)
+        runs[(batch_size, "ours_rkd")] = fit_steps(rkd, data, steps)
+    return round_robin(runs, rounds, steps)
 
 
 def time_precisions(rounds, steps):
@@ -441,7 +468,7 @@ def cpu_bf16_flags(cpuinfo="/proc/cpuinfo"):
     return [flag for flag in ("amx_bf16", "avx512_bf16") if flag in flags]
 
 
-SECTIONS = ("pairs", "precision", "fit", "data")
+SECTIONS = ("pairs", "rkd", "precision", "fit", "data")
 
 
 def main():
@@ -471,6 +498,8 @@ def main():
             print_row(pair, name, timing, timings["plain"], ratios[pair])
         for name in ("ours_views", "ours_online_jitter"):  # on the same augmented inputs
             print_row(pair, f"{name}_vs_plain_jitter", timings[name], timings["plain_jitter"], ratios[pair])
+    if "rkd" in args.only:
+        time_and_print_rkd(args, ratios)
     if "precision" in args.only:
         time_and_print_precisions(args, ratios)
     if "fit" in args.only and BACKEND == "tensorflow":
@@ -496,6 +525,15 @@ def print_row(group, name, timing, reference, into):
     if timing is not reference:
         into[name] = {"ratio": round(ratio, 3), "spread": [round(low, 3), round(high, 3)],
                       "ms": round(1000 * timing.best, 2), "cpu_ms": round(1000 * timing.cpu_of_best, 2)}
+
+
+def time_and_print_rkd(args, ratios):
+    print("rkd (teacher online) against a plain step, the TA notebook's pair, by batch size")
+    timings = time_rkd(max(3, args.rounds // 3), max(2, args.steps // 3))  # slow steps: fewer of them
+    into = ratios.setdefault("rkd", {})
+    for (batch_size, name), timing in timings.items():
+        print_row(f"batch {batch_size}", name, timing, timings[(batch_size, "plain")],
+                  into.setdefault(str(batch_size), {}))
 
 
 def time_and_print_precisions(args, ratios):
