@@ -56,7 +56,46 @@ def render_pipeline(record):
             + measured_by(record))
 
 
-RECORDS = {"install": render_install, "pipeline": render_pipeline}  # reports/<name>.json -> its Markdown
+VARIANTS = {  # the bench's pair rows, as the docs name them
+    "ours": "`hinton`, cached teacher logits", "ours_standardize": "`hinton` + `standardize`, cached",
+    "ours_dkd": "`dkd`, cached", "ours_dist": "`dist`, cached",
+    "ours_online": "`hinton`, teacher run on every batch", "ours_online_jitter": "online, on jittered inputs",
+    "ours_hint": "`hint` (FitNets; online)", "ours_attention": "`attention` (online; conv maps in both)",
+    "keras_io": "the keras.io example's `Distiller` (teacher every step)",
+    "keras_distiller": "`keras.distillation.Distiller`", "plain_jitter": "plain step on jittered inputs",
+    "ours_views": "student on cached views of `jitter`",
+    "ours_views_vs_plain_jitter": "cached views ÷ plain step on jittered inputs",
+    "ours_online_jitter_vs_plain_jitter": "online on jittered inputs ÷ plain step on jittered inputs",
+}
+
+
+def render_bench(record):
+    """The pairs' table of one bench record, and how far a second run's ratios moved from it."""
+    ratios = record["figures"]["ratios"]
+    pairs = [pair for pair in ("seed002", "seed000") if pair in ratios]
+    names = {"seed002": "TA notebook's pair (batch 256)", "seed000": "keras.io example's pair (batch 64)"}
+    rows = ["| variant | " + " | ".join(names[pair] for pair in pairs) + " |", "|---" * (len(pairs) + 1) + "|"]
+    for variant, label in VARIANTS.items():
+        cells = []
+        for pair in pairs:
+            entry = ratios[pair].get(variant)
+            cells.append("—" if entry is None else
+                         f"{entry['ratio']:.2f} ({entry['spread'][0]:.2f}–{entry['spread'][1]:.2f}), {entry['ms']:.1f} ms")
+        if any(cell != "—" for cell in cells):
+            rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    text = "\n".join(rows) + "\n\n"
+    again = Path(record["root"]) / "reports" / "bench" / "distill_step_again.json"
+    if again.is_file():
+        second = json.loads(again.read_text())["figures"]["ratios"]
+        moves = [abs(second[pair][v]["ratio"] / ratios[pair][v]["ratio"] - 1) for pair in pairs for v in ratios[pair]
+                 if v in second.get(pair, {})]
+        text += (f"A second run, right after (`reports/bench/distill_step_again.json`), moved every ratio by at "
+                 f"most {100 * max(moves):.1f} % (median {100 * sorted(moves)[len(moves) // 2]:.1f} %).\n\n")
+    return text + measured_by(record)
+
+
+RECORDS = {"install": render_install, "pipeline": render_pipeline,  # reports/<name>.json -> its Markdown
+           "bench/distill_step": render_bench}
 
 
 def reports(root):
@@ -67,7 +106,7 @@ def reports(root):
     for name, render in RECORDS.items():
         path = root / "reports" / f"{name}.json"
         if path.is_file():
-            rendered[f"record:{name}"] = (path, render({**json.loads(path.read_text()), "name": name}))
+            rendered[f"record:{name}"] = (path, render({**json.loads(path.read_text()), "name": name, "root": root}))
     return rendered
 
 
