@@ -85,3 +85,57 @@ def test_dvc_yaml_runs_each_stage_kind_of_kd_stage_kinds_with_its_script_and_sec
         kind = KINDS[name]
         assert stage.get("foreach") == (f"${{{kind.section}}}" if kind.section else None), name
         assert kind.script in stage.get("do", stage)["cmd"].split(), name
+
+
+def test_no_kd_module_imports_itself_back_even_inside_functions():
+    """No import circle in src/kd, function-level imports included (a package's modules may run its
+    __init__, which is not a circle)."""
+    modules = sorted((ROOT / "src" / "kd").rglob("*.py"))
+    graph = {}
+    for path in modules:
+        graph[path] = {found for found in STAGE_DEPS["imported_files"](path) if found != path
+                       and not (found.name == "__init__.py" and path.is_relative_to(found.parent))}
+    done, circles = set(), []
+
+    def visit(path, trail):
+        for found in graph[path]:
+            if found in trail:
+                circles.append(" -> ".join(p.relative_to(ROOT).as_posix() for p in trail[trail.index(found):]))
+            elif found not in done:
+                visit(found, [*trail, found])
+        done.add(path)
+
+    for path in modules:
+        if path not in done:
+            visit(path, [path])
+    assert not circles, circles[:5]
+
+
+def test_the_committed_lock_describes_this_code(tmp_path):
+    """With the outputs absent, as in a fresh clone, `dvc status` may report what the pipeline makes
+    (outputs, and the folders of them other stages read) deleted or changed, and nothing else: a
+    changed code file, source file, params value or command means dvc.lock was not rewritten by a
+    run of this code (rerun the pipeline and commit the lock)."""
+    copy = tmp_path / "repo"
+    tracked = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                             capture_output=True, check=True).stdout
+    for name in filter(None, tracked.decode().split("\0")):
+        if (ROOT / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    subprocess.run(["git", "init", "-q"], cwd=copy, check=True)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=copy, env=env, capture_output=True,
+                            text=True, check=True)
+    stale = []
+    for stage, entries in json.loads(status.stdout).items():
+        for entry in entries:
+            if not isinstance(entry, dict):
+                stale.append(f"{stage}: {entry}")
+                continue
+            for what, changes in entry.items():
+                if what == "changed outs" or not isinstance(changes, dict):
+                    continue
+                stale += [f"{stage}: {what} {path} {how}" for path, how in changes.items()
+                          if what == "changed params" or path.split("/")[0] in ("stages", "src", "sources")]
+    assert not stale, "dvc.lock does not describe this code: " + "; ".join(stale[:10])

@@ -8,6 +8,7 @@ is the one a committed record holds. A stage DVC restored from its cache keeps t
 run that made it.
 """
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -17,16 +18,21 @@ from kd.errors import KdError, run_stage
 from kd.records import record
 
 ROOT = Path(__file__).resolve().parents[1]
+CODE = ("src", "stages", "params.yaml", "dvc.yaml", "pyproject.toml", "constraints.txt")  # what makes the results
 
 
 def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=ROOT, help="the repository the pipeline ran in")
+    root = parser.parse_args(argv).root.resolve()
     started = time.perf_counter()
-    timings = {path.stem: json.loads(path.read_text())["seconds"] for path in sorted((ROOT / "timings").glob("*.json"))}
+    timings = {path.stem: json.loads(path.read_text())["seconds"] for path in sorted((root / "timings").glob("*.json"))}
     if not timings:
         raise KdError("timings/ holds no stage times: run the pipeline first (make repro)")
-    errors = {path.stem: json.loads(path.read_text())["errors"] for path in sorted((ROOT / "metrics").glob("*.json"))}
+    errors = {path.stem: json.loads(path.read_text())["errors"] for path in sorted((root / "metrics").glob("*.json"))}
     figures = {"stage_seconds": timings, "total_seconds": round(sum(timings.values()), 1), "test_errors": errors}
-    write_json(ROOT / "reports" / "pipeline.json", record(figures, started, command="make repro; python tools/pipeline_record.py", root=ROOT))
+    write_json(ROOT / "reports" / "pipeline.json", record(figures, started, command="make repro; python tools/pipeline_record.py",
+                                                          root=root, code=CODE))
     print(f"reports/pipeline.json: {len(timings)} stages, {figures['total_seconds']} s, test errors {errors}")
 
 

@@ -47,23 +47,25 @@ def versions():
     return found
 
 
-def commit(root="."):
-    """The checked-out commit, with ``+changes`` when the work tree differs from it; None outside git."""
+def commit(root=".", paths=()):
+    """The checked-out commit, with ``+changes`` when the work tree differs from it (in ``paths``, when
+    given: the files that make the figures, not the results a run rewrites); None outside git."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *paths], cwd=root,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("+changes" if dirty else "")
 
 
-def record(figures, started, command=None, root="."):
-    """A record of ``figures`` measured since ``started`` (a ``time.perf_counter()``)."""
+def record(figures, started, command=None, root=".", code=()):
+    """A record of ``figures`` measured since ``started`` (a ``time.perf_counter()``); ``code``: the
+    paths whose uncommitted changes would make the figures another commit's (default: all)."""
     return {
         "figures": figures,
-        "commit": commit(root),
+        "commit": commit(root, code),
         "command": command or shlex.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "machine": machine(),
         "versions": versions(),
