@@ -512,7 +512,7 @@ def main():
 
         figures = {"ratios": ratios, "rounds": args.rounds, "steps": args.steps, "threads": THREADS,
                    "backend": BACKEND}
-        write_json(args.record, record(figures, started, root=ROOT))
+        write_json(args.record, record(figures, started, root=ROOT, code=("bench", "src")))
     print(json.dumps(ratios))
 
 

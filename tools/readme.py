@@ -84,6 +84,10 @@ def render_bench(record):
         if any(cell != "—" for cell in cells):
             rows.append(f"| {label} | " + " | ".join(cells) + " |")
     text = "\n".join(rows) + "\n\n"
+    if "rkd" in ratios:
+        costs = ", ".join(f"batch {size} {entry['ours_rkd']['ratio']:.1f}× ({entry['ours_rkd']['ms']:.0f} ms)"
+                          for size, entry in sorted(ratios["rkd"].items(), key=lambda item: int(item[0])))
+        text += f"RKD with the teacher online, against a plain step of the TA notebook's student: {costs}.\n\n"
     again = Path(record["root"]) / "reports" / "bench" / "distill_step_again.json"
     if again.is_file():
         second = json.loads(again.read_text())["figures"]["ratios"]
