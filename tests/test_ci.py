@@ -1,4 +1,4 @@
-"""The CI workflow is valid and calls only make and DVC; `make report` shows what moved."""
+"""The CI workflow is valid, runs the tests as .ci/run does and then only make and DVC; `make report` shows what moved."""
 
 import json
 import os
@@ -23,8 +23,10 @@ def test_workflow_is_valid_github_actions_yaml():
     steps = job["steps"]
     assert all(("uses" in step) != ("run" in step) for step in steps)
     commands = [step["run"] for step in steps if "run" in step]
-    assert all(command.split()[0] in ("make", "dvc") for command in commands), commands
-    assert "make test" in commands and "make ci-repro" in commands and "make verify" in commands
+    # The tests exactly as .ci/run runs them (with the plots page's browser), then only make and DVC.
+    assert commands[0] == "bash .ci/run" and "make test" in (ROOT / ".ci" / "run").read_text()
+    assert all(command.split()[0] in ("make", "dvc") for command in commands[1:]), commands
+    assert "make ci-repro" in commands and "make verify" in commands
     assert any(command.startswith("make report") and "GITHUB_STEP_SUMMARY" in command for command in commands)
 
 
