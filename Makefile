@@ -1,7 +1,7 @@
 # One command each: `make repro` runs the pipeline, `make test` the tests. Each first brings .venv
 # to what it needs (tools/install.sh: kd in editable mode, pinned by constraints.txt): the core
 # for the pipeline, the core and the `test` extra (JAX, PyTorch, S3) for the tests. PYTHON=... picks
-# the interpreter that creates .venv (default: the newest python3.x >= 3.11 on PATH).
+# the interpreter that creates .venv (default: python3.11, the tested version, else a newer one).
 VENV := .venv
 PY   := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)

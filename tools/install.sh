@@ -17,7 +17,8 @@ want=${1:-core}
 
 fail() { echo "error: $*" >&2; exit 1; }
 
-# The interpreter: $PYTHON when given, else the newest python3.x >= 3.11 on PATH.
+# The interpreter: $PYTHON when given, else python3.11 (the version constraints.txt was tested
+# with), else a newer python3.x, else python3 if it is >= 3.11.
 version_ok() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; }
 find_python() {
     if [ -n "${PYTHON:-}" ]; then
@@ -25,7 +26,7 @@ find_python() {
         version_ok "$PYTHON" || fail "PYTHON=$PYTHON is $("$PYTHON" -c 'import platform; print(platform.python_version())' 2>/dev/null || echo 'not a working Python'); kd needs Python >= 3.11"
         echo "$PYTHON"; return
     fi
-    for candidate in python3.14 python3.13 python3.12 python3.11 python3; do
+    for candidate in python3.11 python3.12 python3.13 python3.14 python3; do
         if command -v "$candidate" >/dev/null 2>&1 && version_ok "$candidate"; then echo "$candidate"; return; fi
     done
     found=$(command -v python3 >/dev/null 2>&1 && python3 -c 'import platform; print("python3 is " + platform.python_version())' 2>/dev/null || echo "no python3 on PATH")
