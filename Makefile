@@ -25,8 +25,8 @@ deps: install
 
 # What a new user's pip would download for kd and for its tests, from the public index alone
 # (no local wheel folder, no extra index, no pip config): fails when a pin does not resolve there.
-check-install:
-	@python3 tools/check_install.py
+check-install: install
+	@$(PY) tools/check_install.py
 
 repro: install
 	dvc repro
