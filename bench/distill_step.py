@@ -38,9 +38,10 @@ same images held in memory as one float32 tensor (how kd fed them before streami
 Variants are timed in many short rounds, round-robin, after a warm-up: each round times a block
 of steps of every variant in turn. On these shared 2-core machines a step's time jumps between
 two levels from one moment to the next (the machine's scheduling, not the method), so a variant's
-time is its fastest block (the level it reaches when nothing else runs), and a ratio is that of
-two fastest blocks; the spread printed beside it is the 10th–90th percentile of the ratios of
-blocks timed next to each other. TensorFlow's thread pools are fixed (``--threads``), and the
+time is the 10th percentile of its steps, each timed from Keras's batch callbacks (the level it
+reaches when nothing else runs), and a ratio is that of two such times; the spread printed beside
+it is the 10th–90th percentile, over rounds, of the ratio of the two variants' median steps.
+TensorFlow's thread pools are fixed (``KD_BENCH_THREADS``, default the core count), and the
 process's CPU time per step is printed beside the wall time. Prints a table and, as its last
 line, one JSON object of ratios to the plain step; ``--record`` also writes them, with the
 commit and machine, as a JSON record.
@@ -60,6 +61,7 @@ import os
 import dataclasses
 import io
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -418,45 +420,75 @@ def plain_model(params, name):
     return model
 
 
+class StepTimes(keras.callbacks.Callback):
+    """Each training step's wall and CPU seconds, from the batch callbacks around it."""
+
+    def __init__(self):
+        super().__init__()
+        self.wall, self.cpu = [], []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.started = time.perf_counter(), time.process_time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.wall.append(time.perf_counter() - self.started[0])
+        self.cpu.append(time.process_time() - self.started[1])
+
+
 def fit_steps(model, data, steps, **options):
-    """A callable that trains ``model`` for ``steps`` steps of ``data`` with Keras's own ``fit``."""
-    return lambda: model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, **options)
+    """A callable that trains ``model`` for ``steps`` steps of ``data`` with Keras's own ``fit`` and
+    returns each step's wall and CPU seconds but the first (it carries the call's own set-up)."""
+    def run():
+        timer = StepTimes()
+        model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer], **options)
+        return timer.wall[1:], timer.cpu[1:]
+    return run
+
+
+def percentile(values, share):
+    values = sorted(values)
+    return values[int(round(share * (len(values) - 1)))]
 
 
 class Timing:
-    """The blocks one variant was timed in: wall and CPU seconds per step of each round."""
+    """One variant's steps, round by round: wall and CPU seconds of each."""
 
     def __init__(self):
-        self.wall, self.cpu = [], []
+        self.wall, self.cpu = [], []  # one list of step times per round
 
     @property
     def best(self):
-        """Seconds per step of the fastest block: the level the variant reaches when nothing else runs."""
-        return min(self.wall)
+        """The 10th percentile of its steps' times: the speed it reaches when the machine lets it,
+        steadier than the fastest single step and untouched by the slow level."""
+        return percentile([s for steps in self.wall for s in steps], 0.1)
 
     @property
     def cpu_of_best(self):
-        return self.cpu[self.wall.index(self.best)]
+        return percentile([s for steps in self.cpu for s in steps], 0.1)
 
     def spread(self, reference):
-        """10th and 90th percentile of this variant's block times over ``reference``'s in the same round."""
-        ratios = sorted(mine / theirs for mine, theirs in zip(self.wall, reference.wall, strict=True))
-        return ratios[int(0.1 * (len(ratios) - 1))], ratios[int(round(0.9 * (len(ratios) - 1)))]
+        """10th and 90th percentile, over rounds, of this variant's median step over ``reference``'s."""
+        ratios = [statistics.median(mine) / statistics.median(theirs)
+                  for mine, theirs in zip(self.wall, reference.wall, strict=True)]
+        return percentile(ratios, 0.1), percentile(ratios, 0.9)
 
 
 def round_robin(runs, rounds, steps):
-    """A :class:`Timing` of each callable in ``runs`` (each does ``steps`` steps): one untimed warm-up
-    call each (tracing, compilation, caches), then ``rounds`` timed calls each, in turn, so drift in
-    the machine's speed hits every variant alike."""
+    """A :class:`Timing` of each callable in ``runs`` (each does ``steps`` steps, and returns their
+    times, or None for a block timed whole): one untimed warm-up call each (tracing, compilation,
+    caches), then ``rounds`` timed calls each, in turn, so drift in the machine's speed hits every
+    variant alike."""
     for run in runs.values():
         run()
     timings = {name: Timing() for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
             wall, cpu = time.perf_counter(), time.process_time()
-            run()
-            timings[name].wall.append((time.perf_counter() - wall) / steps)
-            timings[name].cpu.append((time.process_time() - cpu) / steps)
+            steps_timed = run()
+            if steps_timed is None:
+                steps_timed = ([(time.perf_counter() - wall) / steps], [(time.process_time() - cpu) / steps])
+            timings[name].wall.append(list(steps_timed[0]))
+            timings[name].cpu.append(list(steps_timed[1]))
     return timings
 
 
@@ -486,7 +518,7 @@ def main():
     }
     ratios = {}
     print(f"machine: {machine()['cpu']}, {machine()['cores']} cores, {THREADS} threads, Keras {keras.__version__} "
-          f"on {BACKEND}; {args.rounds} rounds of {args.steps} steps per variant, the fastest block of each")
+          f"on {BACKEND}; {args.rounds} rounds of {args.steps} steps per variant, the 10th percentile of each's steps")
     for pair, (make_teacher, make_student, layers, batch_size) in pairs.items():
         if "pairs" not in args.only:
             break
@@ -517,7 +549,7 @@ def main():
 
 
 def print_row(group, name, timing, reference, into):
-    """One variant's fastest block, its CPU time, its ratio to ``reference`` and that ratio's spread."""
+    """One variant's time, its CPU time, its ratio to ``reference`` and that ratio's spread."""
     ratio = timing.best / reference.best
     low, high = timing.spread(reference)
     print(f"{group:8} {name:34} {1000 * timing.best:9.2f} {1000 * timing.cpu_of_best:8.2f} {ratio:7.2f}  "
