@@ -399,6 +399,9 @@ def test_the_best_configuration_over_two_seeds(repo):
     assert len(gain["values"]) == 2 and gain["values"][0] != gain["values"][1]
     report = (repo / "reports" / "seeds" / "best.md").read_text()
     assert "| student | teacher |" in report and "| student vs student_scratch |" in report
+    # The record of what produced it: the commit, the machine, every stage's seconds.
+    assert summary["commit"] and summary["machine"]["cores"] >= 1 and summary["machine"]["cpu"]
+    assert {"train@teacher", "distill@student", "evaluate"} <= set(summary["stage_seconds"]["0"])
 
     again = run([sys.executable, "tools/seeds.py", "best", "--seeds", "0", "1"], repo)
     assert "best-seed0: already ran on this commit" in again and not stages_run(again)

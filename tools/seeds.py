@@ -15,13 +15,14 @@ to ``reports/seeds/<config>.md`` and ``.json`` (see :mod:`kd.seeds`).
 import argparse
 import json
 import subprocess
+import time
 from pathlib import Path
-
 
 from kd.artifacts import atomic_path, write_json  # noqa: E402
 from kd.comparison import compare  # noqa: E402
 from kd.errors import KdError, run_stage  # noqa: E402
 from kd.params import parse_params  # noqa: E402
+from kd.records import record  # noqa: E402
 from kd.seeds import markdown, summarise  # noqa: E402
 
 from dvc_env import dvc_environment  # noqa: E402  (tools/, beside this script)
@@ -90,6 +91,8 @@ def stage_seconds(revision, params):
 
     spec = parse_params(params)
     stages = ["prepare"] + [model.stage for model in spec.models.values()]
+    stages += [views.stage for views in (spec.views or {}).values()]  # the teachers' views, once for all students
+    stages += [group.stage for group in (spec.mutual or {}).values()]  # peers trained together
     stages += [f"export@{name}" for name in spec.export.models] + ["evaluate"]
     seconds = {}
     for stage in stages:
@@ -115,6 +118,7 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=1,
                         help="experiments run at once (DVC queue workers); at most the number of cores")
     args = parser.parse_args(argv)
+    started = time.perf_counter()
 
     settings = overrides(args.config)
     names = {f"{args.config}-seed{seed}": seed for seed in args.seeds}
@@ -139,6 +143,9 @@ def main(argv=None):
     summary = summarise(runs, exported)
     summary["overrides"] = settings
     summary["pipeline_seconds"] = {params["seed"]: pipeline_seconds(timings) for params, _, _, timings in done.values()}
+    summary["stage_seconds"] = {params["seed"]: timings for params, _, _, timings in done.values()}
+    # What produced it: the commit, the command, the machine and the versions (kd.records).
+    summary.update({key: value for key, value in record({}, started).items() if key != "figures"})
     title = f"Configuration `{args.config}`" + (f" (`configs/{args.config}.txt`)" if settings else " (params.yaml)")
     out = Path(args.out)
     write_json(out / f"{args.config}.json", summary)
