@@ -41,9 +41,9 @@ def test_only_the_stages_that_train_with_a_loss_depend_on_its_maths():
         assert "src/kd/losses/terms.py" in STAGE_DEPS["closure"](script), script
 
 
-def test_editing_the_loss_maths_changes_only_the_stages_that_train_with_a_loss(tmp_path):
-    """In a copy with every output faked and committed to a lock, an edit of kd/losses/terms.py makes
-    `dvc status` report the distilling stages, and nothing upstream of them."""
+def repository_copy(tmp_path):
+    """The files git tracks or would track, copied into a fresh git repository as a clone has them
+    (no outputs), and the environment to run this Python's dvc in it."""
     copy = tmp_path / "repo"
     tracked = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                              capture_output=True, check=True).stdout
@@ -51,9 +51,15 @@ def test_editing_the_loss_maths_changes_only_the_stages_that_train_with_a_loss(t
         if (ROOT / name).is_file():
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, copy / name)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    dvc = [sys.executable, "-m", "dvc"]
     subprocess.run(["git", "init", "-q"], cwd=copy, check=True)
+    return copy, {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_editing_the_loss_maths_changes_only_the_stages_that_train_with_a_loss(tmp_path):
+    """In a copy with every output faked and committed to a lock, an edit of kd/losses/terms.py makes
+    `dvc status` report the distilling stages, and nothing upstream of them."""
+    copy, env = repository_copy(tmp_path)
+    dvc = [sys.executable, "-m", "dvc"]
     faker = ("from dvc.repo import Repo\nfrom pathlib import Path\nrepo = Repo('.')\n"
              "for stage in repo.index.stages:\n"
              "    for out in stage.outs:\n"
@@ -116,15 +122,7 @@ def test_the_committed_lock_describes_this_code(tmp_path):
     (outputs, and the folders of them other stages read) deleted or changed, and nothing else: a
     changed code file, source file, params value or command means dvc.lock was not rewritten by a
     run of this code (rerun the pipeline and commit the lock)."""
-    copy = tmp_path / "repo"
-    tracked = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                             capture_output=True, check=True).stdout
-    for name in filter(None, tracked.decode().split("\0")):
-        if (ROOT / name).is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, copy / name)
-    subprocess.run(["git", "init", "-q"], cwd=copy, check=True)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    copy, env = repository_copy(tmp_path)
     status = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=copy, env=env, capture_output=True,
                             text=True, check=True)
     stale = []
