@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -254,11 +255,48 @@ def test_a_killed_stage_leaves_nothing_and_reruns(repo):
     assert "up to date" in run(["dvc", "status"], repo)
 
 
+def run_all(repo, jobs, timeout=900):
+    """`dvc exp run --run-all -j <jobs>`'s output. DVC can leave a queue worker that never exits once
+    every task has run, and the command waits on it (treeverse/dvc#10398): then the workers are
+    stopped and what ran is read from the queue, each task's own log."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    process = subprocess.Popen(["dvc", "exp", "run", "--run-all", "-j", str(jobs)], cwd=repo, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+        assert process.returncode == 0, output[-3000:]
+        return output
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+    for _ in range(60):  # the tasks still running finish in the workers
+        statuses = run(["dvc", "queue", "status"], repo, stdout_only=True)
+        if "Queued" not in statuses and "Running" not in statuses:
+            break
+        time.sleep(10)
+    run(["dvc", "queue", "stop", "--kill"], repo, check=False)
+    for proc in Path("/proc").glob("[0-9]*"):  # the worker DVC left, in this repository
+        try:
+            if b"queue-worker" in (proc / "cmdline").read_bytes() and (proc / "cwd").resolve() == repo.resolve():
+                os.kill(int(proc.name), signal.SIGKILL)
+        except OSError:
+            continue
+    statuses = run(["dvc", "queue", "status"], repo, stdout_only=True)
+    assert "Queued" not in statuses and "Running" not in statuses and "Failed" not in statuses, statuses
+    return "".join(run(["dvc", "queue", "logs", task], repo) for task in queue_tasks(repo))
+
+
+def queue_tasks(repo):
+    """The task ids `dvc queue status` lists."""
+    lines = run(["dvc", "queue", "status"], repo, stdout_only=True).splitlines()
+    return [line.split()[0] for line in lines[1:] if line.strip() and not line.startswith("Worker")]
+
+
 def test_a_student_sweep_retrains_only_the_student(repo):
     run(["dvc", "repro"], repo)
     commit(repo, "baseline for the sweep")
     run(["dvc", "exp", "run", "--queue", "-S", "distill.student.temperature=1,8"], repo)
-    swept = run(["dvc", "exp", "run", "--run-all", "-j", "2"], repo)  # two queue workers at once
+    swept = run_all(repo, jobs=2)  # two queue workers at once
     # Teacher and TA are unchanged: each experiment reruns the student and the evaluation only.
     assert stages_run(swept) == ["distill@student", "evaluate", "export@student"]
     assert swept.count("Running stage 'distill@student'") == 2
