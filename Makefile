@@ -6,7 +6,7 @@ VENV := .venv
 PY   := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install install-test backends deps check-install repro test bench bench-data generations dag readme plots plots-libs ci-repro best shapes seeds exp register push pull verify report clean-venv
+.PHONY: install install-test backends deps check-install repro test bench bench-data generations dag readme plots plots-libs ci-repro best shapes seeds tune exp register push pull verify report clean-venv
 
 install:
 	@bash tools/install.sh core
@@ -96,6 +96,13 @@ VERSUS ?=
 JOBS   ?= 1
 seeds: install
 	$(PY) tools/seeds.py $(CONFIG) --seeds $(SEEDS) --jobs $(JOBS) $(if $(VERSUS),--versus $(VERSUS))
+
+# A distilled model's temperature, soft-target weight and learning rate (params.yaml's tune: section)
+# searched on the validation split, each trial a DVC experiment; then the best against the current
+# settings on the test split over tune.seeds. Report: reports/tune/<MODEL>.md. CONFIG as for seeds.
+MODEL ?= student
+tune: install
+	$(PY) tools/tune.py $(MODEL) $(if $(filter-out default,$(CONFIG)),--config $(CONFIG))
 
 # The experiments of this commit: the params that differ, then the accuracies that moved.
 exp: install

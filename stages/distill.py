@@ -20,15 +20,15 @@ def main(argv=None):
     args = arguments(__doc__, argv)
     params, spec = model_to_train(args, distilled=True)
 
-    def teachers_and_objective(train, augmentation):
+    def teachers_and_objective(train, augmentation, seed):
         from kd.losses.objective import Objective
         from kd.teachers import describe, load_teachers
 
         teachers = load_teachers(spec, Path(args.models), Path(args.logits), len(train), train.num_classes, train,
-                                 params.seed)
+                                 seed)
         print(f"{spec.name}: distilling from {describe(spec.distillation)} with {teachers.reason}; "
               f"augmentation: {augmentation}")
-        return teachers, Objective.of(spec.distillation, params.seed)
+        return teachers, Objective.of(spec.distillation, seed)
 
     train_and_write(params, spec, args, STARTED, teachers_and_objective)
 

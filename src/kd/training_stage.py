@@ -48,8 +48,8 @@ def model_to_train(args, distilled):
 
 
 def train_and_write(params, spec, args, started, teachers_and_objective=None):
-    """Train ``spec``'s model and write its outputs; ``teachers_and_objective(train)`` gives a
-    distilled model's :class:`kd.teachers.Teachers` and objective (called in the training scope)."""
+    """Train ``spec``'s model and write its outputs; ``teachers_and_objective(train, augmentation, seed)``
+    gives a distilled model's :class:`kd.teachers.Teachers` and objective (called in the training scope)."""
     from kd.artifacts import atomic_directory, save_model, write_json
     from kd.batches import write_logits
     from kd.data import load_split
@@ -60,6 +60,7 @@ def train_and_write(params, spec, args, started, teachers_and_objective=None):
     from kd.training import fit
 
     models, logits = Path(args.models), Path(args.logits)
+    seed = params.seed_of(spec)
     train, validation = load_split(Path(args.data) / "train"), load_split(Path(args.data) / "validation")
     check_models(params, train.image_shape, train.num_classes)  # every model, before any work
     augmentation = ", ".join(layer["class_name"] for layer in spec.augmentation) or "none"
@@ -72,11 +73,11 @@ def train_and_write(params, spec, args, started, teachers_and_objective=None):
             model.summary()
             teachers, objective = None, None
             if teachers_and_objective is not None:
-                teachers, objective = teachers_and_objective(train, augmentation)
-            fit(model, spec, train, validation, params.seed, teachers, curves_dir=curves, objective=objective)
+                teachers, objective = teachers_and_objective(train, augmentation, seed)
+            fit(model, spec, train, validation, seed, teachers, curves_dir=curves, objective=objective)
         return model, setup
 
-    seed_everything(params.seed)
+    seed_everything(seed)
     if not is_chief():  # a multi-worker run: every worker trains, the chief alone writes the outputs
         train_model(None)
         print(f"{spec.name}: trained as a non-chief worker; the chief writes the outputs")

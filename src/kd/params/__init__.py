@@ -32,8 +32,10 @@ The file's sections:
   models, each naming its group (:mod:`kd.mutual`).
 - ``evaluate``: how latency is measured (repeats, warm-up, throughput batch size).
 - ``export``: the models shipped as SavedModel, float32 and int8 TFLite files.
+- ``tune``: how `make tune` searches a distilled model's settings on the validation split
+  (:mod:`kd.tuning`); no stage reads it.
 
-A model entry may override any ``training`` key for itself.
+A model entry may override any ``training`` key for itself, and give its own ``seed``.
 
 The package, in the order its modules build on each other: :mod:`~kd.params.specs` (the dataclasses
 the file parses into), :mod:`~kd.params.values` (checks of single values), :mod:`~kd.params.sections`
@@ -56,10 +58,11 @@ from kd.params.model_sections import (
 )
 from kd.params.sections import (
     _parse_architectures, _parse_data, _parse_evaluate, _parse_export, _parse_layer_lists, _parse_schedules,
-    _parse_views,
+    _parse_tune, _parse_views,
 )
 from kd.params.specs import (
-    DataSpec, Distillation, EvaluateSpec, ExportSpec, ImagesSpec, ModelSpec, MutualSpec, Params, Pretrained, ViewsSpec,
+    DataSpec, Distillation, EvaluateSpec, ExportSpec, ImagesSpec, ModelSpec, MutualSpec, Params, Pretrained,
+    SearchRange, TuneSpec, ViewsSpec,
 )
 from kd.params.values import _integer, _keys, _mapping
 from kd.params.yaml_loader import DuplicateKey, _UniqueKeyLoader
@@ -67,8 +70,8 @@ from kd.stage_kinds import MODEL_SECTIONS
 
 __all__ = [
     "DataSpec", "Distillation", "DuplicateKey", "EvaluateSpec", "ExportSpec", "ImagesSpec", "MAX_GENERATIONS",
-    "ModelSpec", "MutualSpec", "Params", "Pretrained", "ViewsSpec", "expand_generations", "load_params",
-    "parse_params",
+    "ModelSpec", "MutualSpec", "Params", "Pretrained", "SearchRange", "TuneSpec", "ViewsSpec", "expand_generations",
+    "load_params", "parse_params",
 ]
 
 
@@ -93,7 +96,7 @@ def parse_params(raw):
     """Validate a params mapping (as read from YAML) and return :class:`Params`."""
     _keys(raw, "params.yaml", required=("seed", "data", "training", "architectures", "train", "evaluate"),
           optional=("distill", "pretrained", "augmentations", "schedules", "export", "views", "distill_views",
-                    "mutual", "peers"))
+                    "mutual", "peers", "tune"))
     seed = _integer(raw["seed"], "seed", minimum=0)
     data = _parse_data(raw["data"])
     defaults = _parse_training(raw["training"])
@@ -134,4 +137,5 @@ def parse_params(raw):
     _check_chains(models)
     _check_feature_layers(models)
     return Params(seed=seed, data=data, models=models, evaluate=_parse_evaluate(raw["evaluate"]),
-                  export=_parse_export(raw.get("export"), models), views=named["views"], mutual=mutual)
+                  export=_parse_export(raw.get("export"), models), views=named["views"], mutual=mutual,
+                  tune=_parse_tune(raw.get("tune")))

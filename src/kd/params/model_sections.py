@@ -16,6 +16,7 @@ DISTRIBUTIONS = ("auto", "default", "mirrored", "multi_worker")  # see kd.device
 BACKENDS = ("tensorflow", "jax", "torch")  # Keras's backends (kd.devices.use_backend)
 TRAINING_OPTIONAL = ("backend",)  # training keys with a default: backend tensorflow
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+MODEL_OPTIONAL = ("seed",)  # a model's own keys, never defaults in training: (its seed: the params' seed)
 DISTILL_KEYS = ("teacher",)  # required in a distill: entry
 DISTILL_OPTIONAL = ("loss", "temperature", "soft_target_weight", "teachers", "dense", "drop")
 DISTILL_DEFAULTS = ("loss", "temperature", "soft_target_weight")  # keys of training: only distilled models read
@@ -34,9 +35,9 @@ def _parse_model(name, key, entry, defaults, named, distilled, where=None):
     """``where(setting)``: the key a setting not in ``entry`` was written as (default ``training.<setting>``)."""
     if distilled:
         _keys(entry, key, required=("architecture",) + DISTILL_KEYS,
-              optional=TRAINING_KEYS + TRAINING_OPTIONAL + DISTILL_OPTIONAL)
+              optional=TRAINING_KEYS + TRAINING_OPTIONAL + MODEL_OPTIONAL + DISTILL_OPTIONAL)
     else:
-        _keys(entry, key, required=("architecture",), optional=TRAINING_KEYS + TRAINING_OPTIONAL)
+        _keys(entry, key, required=("architecture",), optional=TRAINING_KEYS + TRAINING_OPTIONAL + MODEL_OPTIONAL)
     own = TRAINING_KEYS + TRAINING_OPTIONAL + (DISTILL_DEFAULTS if distilled else ())
     settings = {**defaults, **{k: entry[k] for k in own if k in entry}}
 
@@ -86,6 +87,7 @@ def _parse_model(name, key, entry, defaults, named, distilled, where=None):
         distillation=distillation,
         application=application,
         backend=backend,
+        seed=_integer(entry["seed"], f"{key}.seed", minimum=0) if "seed" in entry else None,
     )
 
 
@@ -158,7 +160,7 @@ def _parse_teachers(raw, key, teacher):
 def _parse_views_student(name, key, entry, defaults, named):
     """A ``distill_views:`` entry: a distilled model whose teacher and inputs come from its views."""
     _keys(entry, key, required=("architecture", "views"),
-          optional=tuple(k for k in TRAINING_KEYS if k != "augmentation") + TRAINING_OPTIONAL
+          optional=tuple(k for k in TRAINING_KEYS if k != "augmentation") + TRAINING_OPTIONAL + MODEL_OPTIONAL
           + ("loss", "temperature", "soft_target_weight", "teacher"))
     views = entry["views"]
     if not isinstance(views, str) or views not in named["views"]:

@@ -4,9 +4,9 @@
 from pathlib import Path
 
 from kd.errors import ParamsError
-from kd.params.specs import DataSpec, EvaluateSpec, ExportSpec, ImagesSpec, ViewsSpec
+from kd.params.specs import DataSpec, EvaluateSpec, ExportSpec, ImagesSpec, SearchRange, TuneSpec, ViewsSpec
 from kd.params.values import (
-    _choice, _class_config, _flag, _height_width, _integer, _keys, _mapping, _model, _name, _number,
+    NAME, _choice, _class_config, _flag, _height_width, _integer, _keys, _mapping, _model, _name, _number,
 )
 
 APPLICATION_KEYS = ("application", "config", "weights", "input_size")
@@ -151,3 +151,52 @@ def _parse_export(raw, models):
         raise ParamsError(f"export.models: {names} names a model twice")
     count = _integer(raw["representative_images"], "export.representative_images", minimum=1)
     return ExportSpec(models=tuple(names), representative_images=count)
+
+
+SAMPLERS = ("random", "grid")
+
+
+def _parse_tune(raw):
+    """The ``tune:`` section: the search `make tune` runs (keys are checked against the model tuned, by
+    :mod:`kd.tuning`, which knows which model that is)."""
+    if raw is None:
+        return None
+    _keys(raw, "tune", required=("trials", "sampler", "seed", "seeds", "space"))
+    seeds = raw["seeds"]
+    if not isinstance(seeds, list) or not seeds:
+        raise ParamsError(f"tune.seeds: expected a list of model seeds for the verdict, found {seeds!r}")
+    for position, seed in enumerate(seeds):
+        _integer(seed, f"tune.seeds[{position}]", minimum=0)
+    if len(set(seeds)) != len(seeds):
+        raise ParamsError(f"tune.seeds: {seeds} names a seed twice")
+    space = _mapping(raw["space"], "tune.space")
+    if not space:
+        raise ParamsError("tune.space: expected at least one key to search, found none")
+    return TuneSpec(
+        trials=_integer(raw["trials"], "tune.trials", minimum=1),
+        sampler=_choice(raw["sampler"], "tune.sampler", SAMPLERS),
+        seed=_integer(raw["seed"], "tune.seed", minimum=0),
+        seeds=tuple(seeds),
+        space=tuple(_parse_search_range(key, entry) for key, entry in space.items()),
+    )
+
+
+def _parse_search_range(name, entry):
+    key = f"tune.space.{name}"
+    if not isinstance(name, str) or not all(NAME.match(part) for part in name.split(".")):
+        raise ParamsError(f"{key}: expected a key of the model's entry (dotted when nested), found {name!r}")
+    if isinstance(entry, dict) and "values" in entry:
+        _keys(entry, key, required=("values",))
+        values = entry["values"]
+        if not isinstance(values, list) or not values:
+            raise ParamsError(f"{key}.values: expected a non-empty list of values to try, found {values!r}")
+        return SearchRange(name, values=tuple(values))
+    _keys(entry, key, required=("low", "high"), optional=("log",))
+    low = _number(entry["low"], f"{key}.low")
+    high = _number(entry["high"], f"{key}.high")
+    if low > high:
+        raise ParamsError(f"{key}: low {entry['low']} is above high {entry['high']}; the range is empty")
+    log = _flag(entry.get("log", False), f"{key}.log")
+    if log and low <= 0:
+        raise ParamsError(f"{key}.low: a log range needs low > 0, found {entry['low']}")
+    return SearchRange(name, low=low, high=high, log=log)

@@ -128,6 +128,7 @@ class ModelSpec:
     pretrained: Pretrained | None = None
     views: ViewsSpec | None = None  # a student on views (distill_views:) learns from these
     mutual: MutualSpec | None = None  # a peer (peers:) trains with the rest of its group
+    seed: int | None = None  # its own seed (initial weights, dropout, shuffling); None: params.yaml's seed
 
     @property
     def teacher(self):
@@ -150,6 +151,28 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class SearchRange:
+    """One key of a search: ``values`` to choose from, or a range ``low``..``high`` (log-uniform with ``log``)."""
+
+    key: str  # the model entry's key, dotted when nested: optimizer.config.learning_rate
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    values: tuple = ()
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    """How `make tune` searches a distilled model's settings (see :mod:`kd.tuning`)."""
+
+    trials: int
+    sampler: str  # random | grid
+    seed: int  # the search's own: the same seed draws the same trials
+    seeds: tuple  # model seeds the verdict trains the best and the current settings with
+    space: tuple  # SearchRange per key
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int
     data: DataSpec
@@ -158,6 +181,11 @@ class Params:
     export: ExportSpec = ExportSpec()
     views: dict = None  # name -> ViewsSpec
     mutual: dict = None  # group name -> MutualSpec
+    tune: TuneSpec | None = None
+
+    def seed_of(self, spec):
+        """The seed ``spec``'s model trains with: its own ``seed`` key, else the file's."""
+        return self.seed if spec.seed is None else spec.seed
 
     def model(self, name):
         """The spec of model ``name``; a ParamsError lists the known names otherwise."""
