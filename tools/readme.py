@@ -52,8 +52,10 @@ def render_pipeline(record):
     stages = ", ".join(f"{name} {seconds:,.1f} s" for name, seconds in figures["stage_seconds"].items())
     errors = " / ".join(str(count) for count in figures["test_errors"].values())
     models = " / ".join(figures["test_errors"])
-    return (f"{figures['total_seconds']:,.0f} s of stages in all ({stages}); test errors {errors} ({models}).\n\n"
-            + measured_by(record))
+    unchanged = (f" `dvc repro` with nothing changed: {figures['unchanged_repro_seconds']} s."
+                 if "unchanged_repro_seconds" in figures else "")
+    return (f"{figures['total_seconds']:,.0f} s of stages in all ({stages}); test errors {errors} ({models}).{unchanged}"
+            "\n\n" + measured_by(record))
 
 
 VARIANTS = {  # the bench's pair rows, as the docs name them
