@@ -6,7 +6,7 @@ VENV := .venv
 PY   := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install install-test backends deps check-install repro test bench bench-data generations dag readme plots plots-libs ci-repro best shapes seeds tune exp register push pull verify report clean-venv
+.PHONY: install install-test backends deps check-install repro test bench bench-backends bench-data generations dag readme plots plots-libs ci-repro best shapes seeds tune exp register push pull verify report clean-venv
 
 install:
 	@bash tools/install.sh core
@@ -34,15 +34,22 @@ repro: install
 test: install-test
 	$(PY) -m pytest
 
-# Seconds per training step of distillation variants, as ratios to a plain student step.
+# Seconds per training step of distillation variants, as ratios to a plain student step; the other
+# sections (precision, around the step, the data path); where a step's time goes (the profiler).
 bench: install
-	$(PY) bench/distill_step.py --record reports/bench/distill_step.json
+	$(PY) bench/distill_step.py --only pairs rkd --record reports/bench/distill_step.json
+	$(PY) bench/distill_step.py --only precision fit data --record reports/bench/precision_fit_data.json
+	$(PY) bench/step_profile.py --record reports/bench/step_profile.json
+
+# The bench's pair rows under each Keras backend, one process each, into one record (docs/backends.md).
+bench-backends: backends
+	$(PY) bench/backends.py --record reports/bench/backends.json
 
 # Memory and throughput of the data path: prepare and one training epoch on generated JPEG folders of
 # 5,000 to 80,000 images (peak resident memory of each stage, images/s, ms/step). SIZES="5000x128 ..." to choose.
 SIZES ?= 5000x128 20000x128 80000x128 23000x224
 bench-data: install
-	$(PY) bench/data_memory.py --sizes $(SIZES)
+	$(PY) bench/data_memory.py --sizes $(SIZES) --record reports/bench/data_memory.json
 
 # Born-again generations: a distill entry with `generations: k` becomes k entries in params.yaml
 # (<name>_g1 ... <name>_gk, each taught by the one before), which DVC makes k stages of.

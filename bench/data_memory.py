@@ -11,7 +11,7 @@ process, and prints per size:
 
 then prepare's decode rate on one core (``taskset -c 0``) against all cores, on the first size.
 
-    python bench/data_memory.py [--sizes 5000x128 20000x128 80000x128 23000x224] [--keep DIR]
+    python bench/data_memory.py [--sizes 5000x128 20000x128 80000x128 23000x224] [--keep DIR] [--record FILE]
 """
 
 import argparse
@@ -127,7 +127,9 @@ def main():
     parser.add_argument("--sizes", nargs="+", default=["5000x128", "20000x128", "80000x128", "23000x224"],
                         help="COUNTxPIXELS per run")
     parser.add_argument("--keep", help="a folder for the images and projects, kept afterwards (default: temporary)")
+    parser.add_argument("--record", type=Path, help="also write the rows, commit and machine to this JSON file")
     args = parser.parse_args()
+    started = time.perf_counter()
     sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes]
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="kd-bench-data-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -161,6 +163,11 @@ def main():
         print(f"\nprepare on {info['cores']} cores vs 1 ({first['images']:,} images of {first['pixels']} px): "
               f"{first['prepare']['images_per_s']:,.0f} vs {first['prepare_one_core']['images_per_s']:,.0f} "
               f"images/s, {speedup:.2f}×")
+    if args.record:
+        from kd.artifacts import write_json
+        from kd.records import record
+
+        write_json(args.record, record({"rows": rows}, started, root=ROOT, code=("bench", "src")))
 
 
 if __name__ == "__main__":

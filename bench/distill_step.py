@@ -554,9 +554,8 @@ def print_row(group, name, timing, reference, into):
     low, high = timing.spread(reference)
     print(f"{group:8} {name:34} {1000 * timing.best:9.2f} {1000 * timing.cpu_of_best:8.2f} {ratio:7.2f}  "
           f"{low:.2f}-{high:.2f}")
-    if timing is not reference:
-        into[name] = {"ratio": round(ratio, 3), "spread": [round(low, 3), round(high, 3)],
-                      "ms": round(1000 * timing.best, 2), "cpu_ms": round(1000 * timing.cpu_of_best, 2)}
+    into[name] = {"ratio": round(ratio, 3), "spread": [round(low, 3), round(high, 3)],
+                  "ms": round(1000 * timing.best, 2), "cpu_ms": round(1000 * timing.cpu_of_best, 2)}
 
 
 def time_and_print_rkd(args, ratios):

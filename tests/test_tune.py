@@ -183,7 +183,7 @@ def test_the_search_never_reads_the_test_split_and_the_verdict_does(repo, tmp_pa
     else:
         assert len(report["verdict"]["best"]["values"]) == 2 and "Verdict on the test split" in markdown
         assert f"dvc exp apply {report['best']['experiment']}" in markdown
-    assert json.loads((repo / "plots" / "tune" / "student.json").read_text())[0]["trial"] == 0
+    assert json.loads((repo / "reports" / "tune" / "trials" / "student.json").read_text())[0]["trial"] == 0
 
 
 def test_refusals_come_before_any_trial(repo):

@@ -100,8 +100,90 @@ def render_bench(record):
     return text + measured_by(record)
 
 
+def render_precision_fit_data(record):
+    """The bench's other sections: float32 against bfloat16, the time around a step, the streamed data path."""
+    ratios = record["figures"]["ratios"]
+    flags = [flag for flag in record["machine"]["flags"] if "bf16" in flag] or ["no bfloat16 flags"]
+    text = ""
+    if "precision" in ratios:
+        rows = ["| plain step, batch 256 | float32 | `mixed_bfloat16` | ratio (spread) |", "|---|---|---|---|"]
+        for model, entry in ratios["precision"].items():
+            bf16 = entry["mixed_bfloat16"]
+            rows.append(f"| {model} | {entry['float32']['ms']:.2f} ms | {bf16['ms']:.2f} ms | {bf16['ratio']:.2f} "
+                        f"({bf16['spread'][0]:.2f}–{bf16['spread'][1]:.2f}) |")
+        text += f"Precision, on this CPU ({', '.join(flags)}):\n\n" + "\n".join(rows) + "\n\n"
+    if "fit_overhead" in ratios:
+        cells = "; ".join(f"{name} {entry['ms']:.2f} ms ({entry['ratio']:.2f})"
+                          for name, entry in ratios["fit_overhead"].items())
+        text += f"The teacher's float32 step, around it: {cells}.\n\n"
+    if "data_path" in ratios:
+        rows = ["| step | streamed from disk | in memory | ratio (spread) |", "|---|---|---|---|"]
+        for name in ("teacher", "student kd"):
+            streamed, memory = ratios["data_path"][f"{name}, streamed"], ratios["data_path"][f"{name}, in memory"]
+            rows.append(f"| {name} | {streamed['ms']:.2f} ms | {memory['ms']:.2f} ms | {streamed['ratio']:.2f} "
+                        f"({streamed['spread'][0]:.2f}–{streamed['spread'][1]:.2f}) |")
+        text += "The data path (54,000 MNIST-sized images, batch 256):\n\n" + "\n".join(rows) + "\n\n"
+    return text + measured_by(record)
+
+
+def render_backends(record):
+    """The pairs' rows under each backend: ms a step and the ratio to that backend's plain step."""
+    figures = record["figures"]
+    backends = [name for name in ("tensorflow", "jax", "torch") if name in figures]
+    pairs = {"seed002": "TA-notebook pair", "seed000": "keras.io pair"}
+    header = " | ".join(f"{pairs[pair]}: {backend}" for pair in pairs for backend in backends)
+    rows = [f"| variant | {header} |", "|---" * (1 + len(pairs) * len(backends)) + "|"]
+    for variant, label in {"plain": "plain student step", **VARIANTS}.items():
+        cells = []
+        for pair in pairs:
+            for backend in backends:
+                entry = figures[backend].get(pair, {}).get(variant)
+                cells.append("—" if entry is None else f"{entry['ms']:.1f}" if variant == "plain"
+                             else f"{entry['ms']:.1f} ({entry['ratio']:.2f})" if "_vs_" not in variant
+                             else f"({entry['ratio']:.2f})")
+        if any(cell != "—" for cell in cells):
+            rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return (f"Milliseconds a step (the fastest of {figures['rounds']} rounds of {figures['steps']} steps' 10th "
+            "percentile) and, in brackets, the ratio to that backend's plain student step:\n\n"
+            + "\n".join(rows) + "\n\n" + measured_by(record))
+
+
+def render_data_memory(record):
+    rows = ["| images | size | stored (uint8) | prepare, images/s | prepare, peak RSS | train, ms/step | train, peak RSS |",
+            "|---|---|---|---|---|---|---|"]
+    for row in record["figures"]["rows"]:
+        rows.append(f"| {row['images']:,} | {row['pixels']}×{row['pixels']} | {row['stored_mb']:,} MB | "
+                    f"{row['prepare']['images_per_s']:,.0f} | {row['prepare']['peak_rss_mb']:,} MB | "
+                    f"{row['train']['ms_per_step']:.0f} | {row['train']['peak_rss_mb']:,} MB |")
+    text = "\n".join(rows) + "\n\n"
+    first = record["figures"]["rows"][0]
+    if "prepare_one_core" in first:
+        one = first["prepare_one_core"]["images_per_s"]
+        text += (f"`prepare` on {first['images']:,} images: {first['prepare']['images_per_s']:,.0f} images/s on "
+                 f"{record['machine']['cores']} cores against {one:,.0f} on one (`taskset -c 0`), "
+                 f"{first['prepare']['images_per_s'] / one:.2f}×.\n\n")
+    return text + measured_by(record)
+
+
+def render_step_profile(record):
+    """Where each variant's step goes: op time per category, from TensorFlow's profiler."""
+    figures = record["figures"]
+    variants = figures["variants"]
+    categories = list(next(iter(variants.values()))["op_ms"])
+    labels = {"plain": "plain step", **VARIANTS}
+    rows = ["| step (ms) | wall | " + " | ".join(categories) + " |", "|---" * (2 + len(categories)) + "|"]
+    for name, entry in variants.items():
+        rows.append(f"| {labels.get(name, name)} | {entry['wall_ms']:.2f} | "
+                    + " | ".join(f"{entry['op_ms'][c]:.2f}" for c in categories) + " |")
+    return (f"Milliseconds a step over {figures['steps']} traced steps (batch {figures['batch_size']}): the wall time, "
+            "then the op time of each part, summed over TensorFlow's threads:\n\n" + "\n".join(rows) + "\n\n"
+            + measured_by(record))
+
+
 RECORDS = {"install": render_install, "pipeline": render_pipeline,  # reports/<name>.json -> its Markdown
-           "bench/distill_step": render_bench}
+           "bench/distill_step": render_bench, "bench/precision_fit_data": render_precision_fit_data,
+           "bench/backends": render_backends, "bench/data_memory": render_data_memory,
+           "bench/step_profile": render_step_profile}
 
 
 def reports(root):

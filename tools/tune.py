@@ -11,7 +11,7 @@ Each trial is scored on its validation accuracy, as its stage logged it (dvclive
 Then the verdict: the best and the current settings trained again with each of ``tune.seeds`` as the
 model's own seed (its teacher stays the pipeline's), and tested; the report goes to
 reports/tune/<model>.md and .json (``<model>-<config>`` with ``--config``), the search's points to
-plots/tune/<model>.json for `dvc plots show`.
+reports/tune/trials/<model>.json, which dvc.yaml plots (not under plots/: the evaluate stage owns it).
 
     python tools/tune.py student                      # search, verdict, report
     python tools/tune.py student --config views       # the same in configs/views.txt's configuration
@@ -123,7 +123,7 @@ def main(argv=None):
     parser.add_argument("--search-only", action="store_true", help="no verdict: the test split is not read")
     parser.add_argument("--apply", action="store_true", help="apply the best trial to the workspace (dvc exp apply)")
     parser.add_argument("--out", default="reports/tune")
-    parser.add_argument("--plots", default="plots/tune")
+    parser.add_argument("--plots", default="reports/tune/trials", help="for <model>.json, a plot of dvc.yaml")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     dvc_environment("tune")  # without DVC, fails here in one line
@@ -179,13 +179,16 @@ def main(argv=None):
                   f"(trial {best['trial']}: {settings_text(best['settings'])}){eta}", flush=True)
 
         best = best_trial(results)
-        apply = [f"{section}.{args.model}.{top}: {json.dumps(value)}" for top, value in
-                 entry_with(raw, section, args.model, best["settings"]).items()
-                 if top in {key.split(".")[0] for key in best["settings"]}]
+        if args.config == "default":  # the lines of params.yaml to edit
+            apply = [f"{section}.{args.model}.{top}: {json.dumps(value)}" for top, value in
+                     entry_with(raw, section, args.model, best["settings"]).items()
+                     if top in {key.split(".")[0] for key in best["settings"]}]
+        else:  # the lines to add to the configuration's file
+            apply = overrides(raw, section, args.model, best["settings"])
         report = {"model": args.model, "section": section, "config": args.config, "prefix": prefix,
                   "sampler": tune.sampler, "search_seed": tune.seed, "space": [dataclasses.asdict(s) for s in tune.space],
                   "validation_images": images, "trials": results, "best": best, "apply": apply, "verdict": None,
-                  "current": {key: current_value(raw, section, args.model, key) for key in best["settings"]}}
+                  "current": {item.key: current_value(raw, section, args.model, item.key) for item in tune.space}}
         if not args.search_only and best["trial"] != 0:
             report["verdict"] = run_verdict(args.model, stage, lines, raw, section, prefix, best, tune.seeds, done)
     except KeyboardInterrupt:

@@ -248,8 +248,10 @@ def markdown(report):
             f"({' / '.join(f'{v:+.2f}' for v in gain['values'])}): {result['call']}.",
         ]
     if best["trial"] != 0:
+        where = ("in params.yaml" if report["config"] == "default"
+                 else f"added to configs/{report['config']}.txt (after its own lines)")
         lines += ["", "To apply the best settings: " + "; ".join(f"`{line}`" for line in report["apply"])
-                  + f" in params.yaml, or `dvc exp apply {best['experiment']}` (its params and outputs)."]
+                  + f" {where}, or `dvc exp apply {best['experiment']}` (its params and outputs)."]
     lines += ["", f"Commit {report['commit']}, `{report['command']}`, {report['machine']['cpu']} "
                   f"({report['machine']['cores']} cores), {report['wall_seconds']:.0f} s."]
     return "\n".join(lines) + "\n"
