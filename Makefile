@@ -35,10 +35,11 @@ test: install-test
 	$(PY) -m pytest
 
 # Seconds per training step of distillation variants, as ratios to a plain student step; the other
-# sections (precision, around the step, the data path); where a step's time goes (the profiler).
+# sections (precision, around the step, the data path, the views stage's forward pass); where a step's
+# time goes (the profiler).
 bench: install
 	$(PY) bench/distill_step.py --only pairs rkd --record reports/bench/distill_step.json
-	$(PY) bench/distill_step.py --only precision fit data --record reports/bench/precision_fit_data.json
+	$(PY) bench/distill_step.py --only precision fit data views --record reports/bench/sections.json
 	$(PY) bench/step_profile.py --record reports/bench/step_profile.json
 
 # The bench's pair rows under each Keras backend, one process each, into one record (docs/backends.md).

@@ -23,7 +23,7 @@ seed 000's (conv 256/512 teacher -> conv 16/32 student, batch 64) — times, in 
 
 Then RKD (section ``rkd``): its step, with the teacher online, against a plain step at batch
 sizes 32 to 256 on the TA notebook's pair: its angle term compares every triple of the batch's
-vectors, B³·D multiply-adds.
+vectors, B³·D multiply-adds; and with ``angle_triplets: 16384`` (N·D).
 
 Then the teacher's and the student's plain step (seed 002's models, batch 256) in float32 and in
 mixed_bfloat16 (opt-in: what it costs or buys depends on the CPU's bfloat16 hardware); and where the teacher's time goes
@@ -34,6 +34,9 @@ line per epoch, so batches are dispatched without waiting).
 Then the data path (seed 002's pair, batch 256, 54,000 uint8 MNIST-sized images): the teacher's
 plain step and kd's distillation step fed from a split on disk (kd's streaming path) and from the
 same images held in memory as one float32 tensor (how kd fed them before streaming).
+
+Then the views stage's forward pass (section ``views``): the TA notebook's teacher, its dense layer
+cached too, on blocks of images, called op by op (eager) and through Keras's compiled predict.
 
 Variants are timed in many short rounds, round-robin, after a warm-up: each round times a block
 of steps of every variant in turn. On these shared 2-core machines a step's time jumps between
@@ -46,7 +49,7 @@ process's CPU time per step is printed beside the wall time. Prints a table and,
 line, one JSON object of ratios to the plain step; ``--record`` also writes them, with the
 commit and machine, as a JSON record.
 
-    python bench/distill_step.py [--rounds 15] [--steps 10] [--only pairs precision fit data]
+    python bench/distill_step.py [--rounds 15] [--steps 10] [--only pairs rkd precision fit data views]
                                  [--record reports/bench/distill_step.json]
     KERAS_BACKEND=jax python bench/distill_step.py --only pairs precision    # the same rows on JAX
 
@@ -95,6 +98,7 @@ from kd.teachers import Teachers  # noqa: E402
 from kd.training import DistillationTrainer  # noqa: E402
 
 TEMPERATURE, SOFT_TARGET_WEIGHT = 4.0, 0.5
+SAMPLED_TRIPLETS = 16384  # RKD's angle_triplets in the sampled rows (docs/losses.md states its tolerance)
 SCRATCH = tempfile.TemporaryDirectory(prefix="kd-bench-")  # the splits the variants read, removed at exit
 AUGMENTATION = tuple(yaml.safe_load((ROOT / "params.yaml").read_text())["augmentations"]["jitter"])
 
@@ -296,8 +300,15 @@ def time_rkd(rounds, steps, batch_sizes=(32, 64, 128, 256)):
         rkd = DistillationTrainer(make_student(), objective, Teachers(
             ["teacher"], models=[feature_layers(teacher, objective.teacher_layers, "bench", "teacher")]))
         rkd.compile(optimizer=keras.optimizers.Adam(1e-3))
+        sampled_loss = {**loss, "angle_triplets": SAMPLED_TRIPLETS}
+        objective = Objective(parse_loss(sampled_loss, "bench", TEMPERATURE), SOFT_TARGET_WEIGHT, {"teacher": 1.0})
+        keras.utils.set_random_seed(0)
+        sampled = DistillationTrainer(make_student(), objective, Teachers(
+            ["teacher"], models=[feature_layers(teacher, objective.teacher_layers, "bench", "teacher")]))
+        sampled.compile(optimizer=keras.optimizers.Adam(1e-3))
         runs[(batch_size, "plain")] = fit_steps(plain, data, steps)
         runs[(batch_size, "ours_rkd")] = fit_steps(rkd, data, steps)
+        runs[(batch_size, "ours_rkd_sampled")] = fit_steps(sampled, data, steps)
     return round_robin(runs, rounds, steps)
 
 
@@ -500,7 +511,7 @@ def cpu_bf16_flags(cpuinfo="/proc/cpuinfo"):
     return [flag for flag in ("amx_bf16", "avx512_bf16") if flag in flags]
 
 
-SECTIONS = ("pairs", "rkd", "precision", "fit", "data")
+SECTIONS = ("pairs", "rkd", "precision", "fit", "data", "views")
 
 
 def main():
@@ -538,6 +549,8 @@ def main():
         time_and_print_fit_overhead(args, ratios)
     if "data" in args.only and BACKEND == "tensorflow":
         time_and_print_data_path(args, ratios)
+    if "views" in args.only:
+        time_and_print_views_forward(args, ratios)
     if args.record:
         from kd.artifacts import write_json
         from kd.records import record
@@ -581,6 +594,36 @@ def time_and_print_fit_overhead(args, ratios):
     into = ratios.setdefault("fit_overhead", {})
     for name, timing in timings.items():
         print_row("teacher", name, timing, timings["bare tf.function step"], into)
+
+
+def time_views_forward(rounds, blocks=4):
+    """Seconds per block of the views stage's teacher forward pass (the TA notebook's teacher with its dense
+    layer cached, as configs/views.txt caches it, on blocks of ``predict_batch_size`` images): called op
+    by op (eager), as the stage ran it before, and through Keras's compiled predict function, as it runs now."""
+    from kd.batches import predict_batch_size
+    from kd.inspection import outputs_of, predicted_outputs
+
+    teacher = feature_layers(seed002_models()[0](), ["dense"], "bench", "teacher")
+    x = random_images(predict_batch_size((28, 28, 1)))[0]
+
+    def block(forward):
+        def run():
+            for _ in range(blocks):
+                outputs = forward(x)
+                keras.ops.convert_to_numpy(outputs["logits"])  # wait for the result, as the stage writes it
+            return None
+        return run
+
+    return round_robin({"eager": block(lambda images: outputs_of(teacher, images, training=False)),
+                        "compiled": block(lambda images: predicted_outputs(teacher, images))}, rounds, blocks)
+
+
+def time_and_print_views_forward(args, ratios):
+    print("views stage: the teacher's forward pass on blocks of images, eager against compiled")
+    timings = time_views_forward(max(3, args.rounds // 3))
+    into = ratios.setdefault("views_forward", {})
+    for name, timing in timings.items():
+        print_row("views", name, timing, timings["eager"], into)
 
 
 def time_and_print_data_path(args, ratios):

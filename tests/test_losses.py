@@ -136,6 +136,10 @@ def test_each_kind_is_registered_with_its_defaults():
     ([{"kind": "hinton", "weight": -0.5}], r"k\[0\].weight: expected a number >= 0, found -0.5"),
     ({"kind": "attention", "student_layer": ["a", "b"], "teacher_layer": "c"}, r"2 student layer\(s\) but 1"),
     ([], r"k: expected at least one term"),
+    ({"kind": "rkd", "student_layer": "a", "teacher_layer": "b", "angle_triplets": 0},
+     r"^k.angle_triplets: expected an integer >= 1 \(triplets sampled per batch\) or null for all of them, found 0$"),
+    ({"kind": "rkd", "student_layer": "a", "teacher_layer": "b", "angle_triplets": 1e4},
+     r"^k.angle_triplets: expected an integer >= 1 .*found 10000.0$"),
     ({"temperature": 2}, r"k: expected a kind"),
 ])
 def test_bad_losses_are_refused_naming_the_key(loss, message):

@@ -87,9 +87,13 @@ def render_bench(record):
             rows.append(f"| {label} | " + " | ".join(cells) + " |")
     text = "\n".join(rows) + "\n\n"
     if "rkd" in ratios:
+        sizes = sorted(ratios["rkd"].items(), key=lambda item: int(item[0]))
         costs = ", ".join(f"batch {size} {entry['ours_rkd']['ratio']:.1f}× ({entry['ours_rkd']['ms']:.0f} ms)"
-                          for size, entry in sorted(ratios["rkd"].items(), key=lambda item: int(item[0])))
+                          for size, entry in sizes)
         text += f"RKD with the teacher online, against a plain step of the TA notebook's student: {costs}.\n\n"
+        if all("ours_rkd_sampled" in entry for _, entry in sizes):
+            costs = ", ".join(f"batch {size} {entry['ours_rkd_sampled']['ratio']:.1f}×" for size, entry in sizes)
+            text += f"The same with the angle over 16,384 sampled triplets (`angle_triplets`): {costs}.\n\n"
     again = Path(record["root"]) / "reports" / "bench" / "distill_step_again.json"
     if again.is_file():
         second = json.loads(again.read_text())["figures"]["ratios"]
@@ -100,7 +104,7 @@ def render_bench(record):
     return text + measured_by(record)
 
 
-def render_precision_fit_data(record):
+def render_sections(record):
     """The bench's other sections: float32 against bfloat16, the time around a step, the streamed data path."""
     ratios = record["figures"]["ratios"]
     flags = [flag for flag in record["machine"]["flags"] if "bf16" in flag] or ["no bfloat16 flags"]
@@ -123,6 +127,11 @@ def render_precision_fit_data(record):
             rows.append(f"| {name} | {streamed['ms']:.2f} ms | {memory['ms']:.2f} ms | {streamed['ratio']:.2f} "
                         f"({streamed['spread'][0]:.2f}–{streamed['spread'][1]:.2f}) |")
         text += "The data path (54,000 MNIST-sized images, batch 256):\n\n" + "\n".join(rows) + "\n\n"
+    if "views_forward" in ratios:
+        eager, compiled = ratios["views_forward"]["eager"], ratios["views_forward"]["compiled"]
+        text += (f"The views stage's teacher forward pass, a block of images: {eager['ms']:.1f} ms called op by op "
+                 f"(eager), {compiled['ms']:.1f} ms compiled: {compiled['ratio']:.2f} "
+                 f"({compiled['spread'][0]:.2f}–{compiled['spread'][1]:.2f}).\n\n")
     return text + measured_by(record)
 
 
@@ -181,7 +190,7 @@ def render_step_profile(record):
 
 
 RECORDS = {"install": render_install, "pipeline": render_pipeline,  # reports/<name>.json -> its Markdown
-           "bench/distill_step": render_bench, "bench/precision_fit_data": render_precision_fit_data,
+           "bench/distill_step": render_bench, "bench/sections": render_sections,
            "bench/backends": render_backends, "bench/data_memory": render_data_memory,
            "bench/step_profile": render_step_profile}
 

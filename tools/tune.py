@@ -158,7 +158,8 @@ def main(argv=None):
             began = time.perf_counter()
             if experiment not in done:
                 succeeded = run_experiment(experiment, stage, lines + overrides(raw, section, args.model, settings))
-                times.append(time.perf_counter() - began)
+                if number:  # trial 0 is often restored from the cache: not what a trial costs
+                    times.append(time.perf_counter() - began)
                 if not succeeded:
                     if number == 0:
                         raise KdError(f"the current settings' run ({experiment}) failed; its log is above")

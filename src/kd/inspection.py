@@ -12,6 +12,13 @@ def outputs_of(model, x, training):
     return outputs if isinstance(outputs, dict) else {"logits": outputs}
 
 
+def predicted_outputs(model, x):
+    """:func:`outputs_of` in inference mode, as NumPy arrays, through Keras's compiled predict function: one
+    traced graph (a jitted function under JAX) instead of one op at a time, for a model run on many batches."""
+    outputs = model.predict_on_batch(x)
+    return outputs if isinstance(outputs, dict) else {"logits": outputs}
+
+
 def feature_layers(model, layer_names, key, what):
     """A Keras model giving ``{"logits": ..., <layer>: ...}`` for ``model``'s named layers.
 

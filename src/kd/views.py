@@ -53,7 +53,7 @@ def compute_views(views, teacher, train, folder, seed, teacher_file):
     from kd.batches import predict_batch_size
     from kd.console import Progress
     from kd.rows import NpyWriter
-    from kd.inspection import feature_layers, outputs_of
+    from kd.inspection import feature_layers, predicted_outputs
 
     layers = augmentation_layers(views, train.image_shape, seed)
     check_stateless(layers, train.image_shape, f"views.{views.name}.augmentation ({views.augmentation_name})")
@@ -89,10 +89,10 @@ def compute_views(views, teacher, train, folder, seed, teacher_file):
                 x = mix(x, mixed, lam)
                 write("partner", partners.astype(np.int64))
                 write("mix", lam)
-            outputs = outputs_of(extractor, x, training=False)
-            write("logits", keras.ops.convert_to_numpy(outputs["logits"]).astype(np.float32))
+            outputs = predicted_outputs(extractor, x)
+            write("logits", np.asarray(outputs["logits"], np.float32))
             for layer in views.layers:
-                write(f"features/{layer}", keras.ops.convert_to_numpy(outputs[layer]).astype(np.float32))
+                write(f"features/{layer}", np.asarray(outputs[layer], np.float32))
             progress.update(start + len(images_of))
         for writer in writers.values():
             writer.close()

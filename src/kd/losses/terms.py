@@ -10,6 +10,8 @@ importing the module stays cheap.
 
 import math
 
+import numpy as np
+
 from kd.losses import kinds
 from kd.losses.labels import add_all
 
@@ -134,8 +136,12 @@ def attention(student_feature, teacher_feature):
     return ops.mean(ops.square(student_map - teacher_map))
 
 
-def rkd(student_feature, teacher_feature, distance=True, angle=True):
+def rkd(student_feature, teacher_feature, distance=True, angle=True, triplets=None):
     """``(distance, angle)``: RKD's two smooth-L1 terms, before their weights (0 where not asked for).
+
+    ``triplets``: None for the angle term over every triplet (i, j, k) of the batch, as the authors
+    compute it; else an (N, 3) array of numbers in [0, 1), each row the batch positions of one triplet
+    as fractions of the batch size, and the term is the mean over those N (:func:`sampled_cosines`).
 
     Both relations are computed from the difference vectors e_j − e_i, as the authors' angle is:
     a B×B×D tensor, B²·D floats (51 M, 205 MB, at batch 256 on 784 features: fine for the pooled
@@ -168,7 +174,9 @@ def rkd(student_feature, teacher_feature, distance=True, angle=True):
             mean = ops.sum(d) / ops.maximum(count, 1.0)
             # One sample has no pair: its distances stay 0 rather than 0 / 0 (the term is then 0).
             result[0] = d / ops.where(mean > 0.0, mean, 1.0)
-        if angle:
+        if angle and triplets is not None:
+            result[1] = sampled_cosines(feature, triplets)
+        elif angle:
             # F.normalize: x / max(|x|, 1e-12); the zero vector's direction is the zero vector, so
             # the cosines of a coincident pair are 0, as the authors' are.
             norms = ops.maximum(ops.sqrt(safe), 1e-12)
@@ -177,10 +185,36 @@ def rkd(student_feature, teacher_feature, distance=True, angle=True):
             result[1] = ops.reshape(cosines, (-1,))
         return result
 
+    if not distance and triplets is not None:  # the sampled angle alone needs no B×B differences
+        def relations(feature):  # noqa: F811
+            return [None, sampled_cosines(feature, triplets)]
+
     student_d, student_a = relations(flat(student_feature))
     teacher_d, teacher_a = relations(ops.stop_gradient(flat(teacher_feature)))
     zero = ops.convert_to_tensor(0.0)
     return (smooth_l1(student_d, teacher_d) if distance else zero, smooth_l1(student_a, teacher_a) if angle else zero)
+
+
+def sampled_cosines(feature, triplets):
+    """RKD's angle cosines ⟨(e_j − e_i)/|e_j − e_i|, (e_k − e_i)/|e_k − e_i|⟩ of the sampled triplets: ``triplets``
+    (N, 3) are fractions of the batch size, so they index any batch, the last smaller one too. A uniform
+    sample of the B³ triplets the full term averages (degenerate ones included, as there: a zero
+    difference has cosine 0), so its mean estimates the full term's."""
+    from keras import ops
+
+    size = ops.cast(ops.shape(feature)[0], "float32")
+    positions = ops.minimum(ops.cast(ops.floor(ops.convert_to_tensor(triplets) * size), "int32"),
+                            ops.cast(size, "int32") - 1)
+    anchor = ops.take(feature, positions[:, 0], axis=0)
+
+    def direction(rows):
+        difference = ops.take(feature, rows, axis=0) - anchor
+        squared = ops.sum(ops.square(difference), axis=-1, keepdims=True)
+        coincident = squared <= 0.0
+        return ops.where(coincident, 0.0, difference / ops.maximum(ops.sqrt(ops.where(coincident, 1.0, squared)),
+                                                                   1e-12))
+
+    return ops.sum(direction(positions[:, 1]) * direction(positions[:, 2]), axis=-1)
 
 
 def smooth_l1(x, y):
@@ -339,11 +373,23 @@ class Attention(FeatureFormula, kinds.Attention):
 class RelationalKD(FeatureFormula, kinds.RelationalKD):
     """Computes :class:`kd.losses.kinds.RelationalKD`."""
 
+    @property
+    def triplets(self):
+        """The sampled triplets' batch positions, as fractions (fixed: the shuffled batches vary what they pick)."""
+        count = self.config["angle_triplets"]
+        if count is None:
+            return None
+        if getattr(self, "_triplets", None) is None:
+            self._triplets = np.random.default_rng(count).random((count, 3), dtype=np.float32)
+        return self._triplets
+
     def value(self, student_features, teacher_features):
         # The angle term compares every triplet of the batch: B³ cosines of D-vectors, at batch 256
         # on 784 features 13 G multiply-adds for the student and as many for the teacher, more than
-        # the rest of a small student's step. A zero weight skips it (and likewise the distance term).
+        # the rest of a small student's step; angle_triplets samples N of them instead. A zero weight
+        # skips a term.
         distance, angle = rkd(student_features[self.student_layers[0]], teacher_features[self.teacher_layers[0]],
-                              distance=self.config["distance_weight"] > 0, angle=self.config["angle_weight"] > 0)
+                              distance=self.config["distance_weight"] > 0, angle=self.config["angle_weight"] > 0,
+                              triplets=self.triplets)
         total = self.config["distance_weight"] * distance + self.config["angle_weight"] * angle
         return total, {"distance": distance, "angle": angle}
