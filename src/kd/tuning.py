@@ -211,7 +211,7 @@ def markdown(report):
         f"{len(report['trials']) - 1} trials ({report['sampler']} sampler, search seed {report['search_seed']}) "
         f"beside the current settings, each a DVC experiment (`dvc exp show` lists them as "
         f"`{report['prefix']}-NN`), scored on the validation split "
-        f"({report['validation_images']} images); the test split was read only for the verdict.",
+        f"({report['validation_images']:,} images); the test split was read only for the verdict.",
         "",
         "| trial | settings | validation accuracy | validation errors |",
         "|---|---|---|---|",
