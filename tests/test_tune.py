@@ -8,6 +8,7 @@ run after it as a resumed search, is the only part that reads the test split.
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -86,8 +87,6 @@ def test_a_searched_model_gets_its_own_seed_and_the_rest_keep_the_files(raw_para
      r"^tune\.space\.epochs: 0 is refused .*distill\.student\.epochs: expected an integer >= 1"),
 ])
 def test_a_range_the_pipeline_would_refuse_is_refused_up_front(raw_params, space, message):
-    import re
-
     assert re.search(message, refusal(with_tune(raw_params, space=space))), refusal(with_tune(raw_params, space=space))
 
 
@@ -201,3 +200,61 @@ def test_refusals_come_before_any_trial(repo):
         assert refused.returncode == 1 and "nothing to tune" in refused.stderr and "Traceback" not in refused.stderr
     finally:
         bad.write_text(original)
+
+
+def test_a_stopped_search_keeps_its_finished_trials_and_says_how_to_resume(repo):
+    import signal
+    import time
+
+    path = repo / "params.yaml"
+    original = path.read_text()
+    raw = yaml.safe_load(original)
+    raw["tune"]["seed"] = 7  # another search: new trials
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    process = subprocess.Popen([sys.executable, str(repo / "tools" / "tune.py"), "student", "--search-only"], cwd=repo,
+                               env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        output = ""
+        deadline = time.monotonic() + 300
+        for line in process.stdout:  # stop it once trial 0 is done and trial 1 runs
+            output += line
+            if "-01 " in line and line.startswith("$ dvc exp run"):
+                time.sleep(1)
+                process.send_signal(signal.SIGTERM)
+                break
+            assert time.monotonic() < deadline, output
+        rest, errors = process.communicate(timeout=120)
+        assert process.returncode == 130, output + rest + errors
+        assert "interrupted: the finished trials are kept" in errors and "run the same command again" in errors
+        prefix = re.search(r"experiments (tune-student-\w+)-NN", output)[1]
+        listed = run(["dvc", "exp", "show", "--json"], repo, stdout_only=True)
+        names = {e["name"] for c in json.loads(listed) for e in (c.get("experiments") or [])}
+        assert f"{prefix}-00" in names  # what finished is kept
+        assert not running_in(repo), "a trial's processes outlived the search"
+        resumed = tool(repo, "student", "--search-only")
+        assert resumed.returncode == 0 and "already ran" in resumed.stdout, resumed.stdout[-2000:] + resumed.stderr
+        assert f"$ dvc exp run --temp distill@student -n {prefix}-00" not in resumed.stdout
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        path.write_text(original)
+
+
+def running_in(repo, wait=30):
+    """The processes (DVC's, a stage's) still running in ``repo`` or its experiments' copies, after ``wait`` s."""
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and str(repo) in os.readlink(proc / "cwd"):
+                    found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+            except OSError:
+                continue
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(1)

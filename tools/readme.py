@@ -4,7 +4,8 @@
 last `dvc repro`); ``<!-- seeds:<config>:start -->`` … ``<!-- seeds:<config>:end -->`` gets
 reports/seeds/<config>.md (the last `make seeds CONFIG=<config>`); ``<!-- record:<name>:start -->``
 gets the figures of the record reports/<name>.json rendered by RECORDS[name] (a table and the line
-saying which command, commit and machine measured them). A marker may sit in any of
+saying which command, commit and machine measured them); ``<!-- tune:start -->`` a row per `make tune`
+report of reports/tune/. A marker may sit in any of
 those pages (the README holds the comparison, docs/ the seed reports), and each page is rewritten
 only when a report changed what it holds, so pages without markers are never touched. A marker
 whose report does not exist is left as it is; a report that no page has a marker for is named.
@@ -71,6 +72,9 @@ VARIANTS = {  # the bench's pair rows, as the docs name them
 }
 
 
+CACHED_LOGITS = ("ours", "ours_standardize", "ours_dkd", "ours_dist")
+
+
 def render_bench(record):
     """The pairs' table of one bench record, and how far a second run's ratios moved from it."""
     ratios = record["figures"]["ratios"]
@@ -98,9 +102,20 @@ def render_bench(record):
     if again.is_file():
         second = json.loads(again.read_text())["figures"]["ratios"]
         moves = [abs(second[pair][v]["ratio"] / ratios[pair][v]["ratio"] - 1) for pair in pairs for v in ratios[pair]
-                 if v in second.get(pair, {})]
+                 if v in second.get(pair, {}) and v != "plain"]
         text += (f"A second run, right after (`reports/bench/distill_step_again.json`), moved every ratio by at "
-                 f"most {100 * max(moves):.1f} % (median {100 * sorted(moves)[len(moves) // 2]:.1f} %).\n\n")
+                 f"most {100 * max(moves):.1f} % (median {100 * sorted(moves)[len(moves) // 2]:.1f} %; "
+                 f"{sum(move <= 0.05 for move in moves)} of {len(moves)} within 5 %).\n\n")
+        runs = (ratios, second)
+    else:
+        runs = (ratios,)
+    cached = [run[pair][v]["ratio"] for run in runs for pair in pairs for v in CACHED_LOGITS if v in run.get(pair, {})]
+    views = [run[pair]["ours_views_vs_plain_jitter"]["ratio"] for run in runs for pair in pairs
+             if "ours_views_vs_plain_jitter" in run.get(pair, {})]
+    if cached and views:
+        text += (f"Over {'both runs' if len(runs) == 2 else 'the run'}: the cached logit losses cost "
+                 f"{min(cached):.2f}–{max(cached):.2f} a plain step, a student on cached views "
+                 f"{min(views):.2f}–{max(views):.2f} a plain step on the same jittered inputs.\n\n")
     return text + measured_by(record)
 
 
@@ -204,7 +219,36 @@ def reports(root):
         path = root / "reports" / f"{name}.json"
         if path.is_file():
             rendered[f"record:{name}"] = (path, render({**json.loads(path.read_text()), "name": name, "root": root}))
+    tuned = sorted((root / "reports" / "tune").glob("*.json"))
+    if tuned:
+        rendered["tune"] = (root / "reports" / "tune", render_tune([json.loads(path.read_text()) for path in tuned]))
     return rendered
+
+
+def render_tune(reports):
+    """One row per `make tune` report: the search's best against the current settings, then the verdict."""
+    from kd.tuning import settings_text
+
+    rows = ["| model (configuration) | best of the search | validation errors, current → best | "
+            "test errors over seeds, current → best | gain, same seed | verdict | report |", "|---" * 7 + "|"]
+    lines = []
+    for report in reports:
+        best, current = report["best"], next(t for t in report["trials"] if t["trial"] == 0)
+        verdict = report["verdict"]
+        name = report["model"] + ("" if report["config"] == "default" else f" ({report['config']})")
+        stem = report["model"] + ("" if report["config"] == "default" else f"-{report['config']}")
+        if verdict is None:
+            tested, gain, call = "—", "—", "the current settings were the best" if best["trial"] == 0 else "not tested"
+        else:
+            tested = (f"{verdict['current']['mean']:.1f} ± {verdict['current']['std']:.1f} → "
+                      f"{verdict['best']['mean']:.1f} ± {verdict['best']['std']:.1f}")
+            gain, call = f"{verdict['gain_pt']['mean']:+.2f} ± {verdict['gain_pt']['std']:.2f} pt", verdict["call"]
+        rows.append(f"| {name} | {settings_text(best['settings'])} | {current['validation_errors']} → "
+                    f"{best['validation_errors']} | {tested} | {gain} | {call} | "
+                    f"[{stem}.md](../reports/tune/{stem}.md) |")
+        lines.append(f"`{name}`: {len(report['trials']) - 1} trials, commit {report['commit'][:7]}, "
+                     f"{report['wall_seconds']:,.0f} s on {report['machine']['cpu']} ({report['machine']['cores']} cores)")
+    return "\n".join(rows) + "\n\nMeasured by `make tune` (`tools/tune.py`): " + "; ".join(lines) + ".\n"
 
 
 def paste(text, marker, report):

@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -80,13 +81,19 @@ def finished(prefix):
 def run_experiment(name, stage, lines):
     """``dvc exp run --temp``; a stop (Ctrl-C, SIGTERM) stops it too, and a failed run is the user's to read."""
     print(f"$ dvc exp run --temp {stage} -n {name} " + " ".join(f"-S '{line}'" for line in lines), flush=True)
+    # Its own process group: a stop reaches DVC and the stage it runs (DVC leaves its child running on
+    # SIGTERM), and the stage's own handler ends it between batches, writing nothing half-made.
     process = subprocess.Popen(["dvc", "exp", "run", "--temp", stage, "-n", name, *(f"-S{line}" for line in lines)],
-                               env=dvc_environment("tune"))
+                               env=dvc_environment("tune"), start_new_session=True)
     try:
         code = process.wait()
     except KeyboardInterrupt:
-        process.terminate()
-        process.wait()
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         raise
     return code == 0
 
