@@ -136,7 +136,7 @@ def check_search(raw, name, tune):
         if top not in SEARCHABLE:
             raise ParamsError(f"tune.space.{item.key}: {top!r} is not a params key of a distilled model "
                               f"({section}.{name}); searchable: {', '.join(SEARCHABLE)}")
-        if isinstance(current_value(raw, section, name, item.key), int) and not item.values:
+        if type(current_value(raw, section, name, item.key)) is int and not item.values:  # epochs, not a flag
             integers.add(item.key)
         ends = item.values or ((int(round(item.low)), int(round(item.high))) if item.key in integers
                                else (item.low, item.high))
@@ -144,11 +144,9 @@ def check_search(raw, name, tune):
             trial = copy.deepcopy(raw)
             trial[section][name] = entry_with(raw, section, name, {item.key: end})
             try:
-                parsed = validate(trial)
+                validate(trial)
             except ParamsError as error:
                 raise ParamsError(f"tune.space.{item.key}: {end!r} is refused by the pipeline: {error}") from None
-            if item.key in ("temperature", "soft_target_weight") and parsed.model(name).distillation is None:
-                raise ParamsError(f"tune.space.{item.key}: model {name!r} has no teacher")
     return section, frozenset(integers)
 
 
