@@ -31,18 +31,18 @@ def summarise(runs, exported=None):
             raise ValueError(f"model {name!r} is missing from some runs; were they run with the same models?")
         summary["models"][name] = {
             "teacher": rows[0]["teacher"],
-            "accuracy": _spread([row["accuracy"] for row in rows]),
-            "errors": _spread([row["errors"] for row in rows]),
+            "accuracy": spread([row["accuracy"] for row in rows]),
+            "errors": spread([row["errors"] for row in rows]),
         }
         for key in rows[0]:
             if key.startswith("gain_vs_"):
-                summary["gains"][f"{name} vs {key[len('gain_vs_'):]}"] = _spread([row[key] for row in rows])
+                summary["gains"][f"{name} vs {key[len('gain_vs_'):]}"] = spread([row[key] for row in rows])
     summary["exported"] = {}
     for name in sorted((exported or {}).get(seeds[0], {})):
         rows = [exported[seed].get(name) for seed in seeds]
         if None in rows:
             raise ValueError(f"exported file {name!r} is missing from some runs; were they run with the same exports?")
-        summary["exported"][name] = {key: _spread([row[key] for row in rows])
+        summary["exported"][name] = {key: spread([row[key] for row in rows])
                                      for key in ("accuracy", "errors", "vs_keras", "size_bytes")}
     return summary
 
@@ -91,7 +91,8 @@ def markdown(summary, title, versus=None):
     return "\n".join(lines) + "\n"
 
 
-def _spread(values):
+def spread(values):
+    """``{"mean", "std", "values"}`` of a list of numbers (std 0 for one)."""
     values = [float(v) for v in values]
     return {
         "mean": statistics.fmean(values),

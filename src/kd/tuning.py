@@ -19,7 +19,6 @@ a trial runs the model's stage alone, and is scored on its validation accuracy; 
 import copy
 import itertools
 import math
-import statistics
 import tempfile
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import yaml
 from kd.errors import ParamsError
 from kd.params import load_params
 from kd.params.model_sections import DISTILL_OPTIONAL, MODEL_OPTIONAL, TRAINING_KEYS, TRAINING_OPTIONAL
+from kd.seeds import spread, within_noise
 
 TUNED_SECTIONS = ("distill", "distill_views")
 # Keys a search may not set: they change which teachers or views the model learns from (the DAG), what
@@ -175,23 +175,17 @@ def best_trial(trials):
 
 
 def verdict(current, best):
-    """``{"current", "best", "gain"}``: test errors per seed and the paired gain in test accuracy (points)."""
+    """``{"current", "best", "gain"}``: test errors per seed and the paired gain in test accuracy (points),
+    called as kd's seeds reports call a gain (:func:`kd.seeds.within_noise`)."""
     seeds = sorted(current)
-    gains = [100 * (best[seed]["accuracy"] - current[seed]["accuracy"]) for seed in seeds]
+    gain = spread([100 * (best[seed]["accuracy"] - current[seed]["accuracy"]) for seed in seeds])
     return {
         "seeds": seeds,
-        "current": _spread([current[seed]["errors"] for seed in seeds]),
-        "best": _spread([best[seed]["errors"] for seed in seeds]),
-        "gain_pt": _spread(gains),
-        "call": ("within seed noise" if abs(statistics.fmean(gains)) <= _spread(gains)["std"]
-                 else "gain" if statistics.fmean(gains) > 0 else "loss"),
+        "current": spread([current[seed]["errors"] for seed in seeds]),
+        "best": spread([best[seed]["errors"] for seed in seeds]),
+        "gain_pt": gain,
+        "call": "within seed noise" if within_noise(gain) else "gain" if gain["mean"] > 0 else "loss",
     }
-
-
-def _spread(values):
-    values = [float(v) for v in values]
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "values": values}
 
 
 def settings_text(settings):
