@@ -98,12 +98,15 @@ shapes: install
 
 # One configuration over several seeds, as queued experiments; the mean ± std report goes to
 # reports/seeds/<CONFIG>.md. CONFIG is default (params.yaml as it is) or a configs/<name>.txt.
+# MODEL_SEEDS="a b": vary those models' own seed instead (one teacher, trained once).
 CONFIG ?= default
 SEEDS  ?= 0 1 2
 VERSUS ?=
 JOBS   ?= 1
+MODEL_SEEDS ?=
 seeds: install
-	$(PY) tools/seeds.py $(CONFIG) --seeds $(SEEDS) --jobs $(JOBS) $(if $(VERSUS),--versus $(VERSUS))
+	$(PY) tools/seeds.py $(CONFIG) --seeds $(SEEDS) --jobs $(JOBS) $(if $(VERSUS),--versus $(VERSUS)) \
+		$(if $(MODEL_SEEDS),--model-seeds $(MODEL_SEEDS))
 
 # A distilled model's temperature, soft-target weight and learning rate (params.yaml's tune: section)
 # searched on the validation split, each trial a DVC experiment; then the best against the current

@@ -8,20 +8,31 @@ workspace and its params.yaml are left as they were. Seeds that already ran on t
 current commit are not run again, so an interrupted run resumes. The report is written
 to ``reports/seeds/<config>.md`` and ``.json`` (see :mod:`kd.seeds`).
 
+With ``--model-seeds A B ...`` the seed is each named model's own ``seed`` key instead of the
+file's: the data split, the teacher and everything else keep the file's seed, so DVC's
+run-cache trains them once and restores them for the other seeds, and the spread is the named
+models' own (initial weights, dropout, shuffling) under one teacher. Experiments are then named
+``<config>-model-seed<N>``, the report ``<config>.md``.
+
     python tools/seeds.py default --seeds 0 1 2
     python tools/seeds.py best --seeds 0 1 2 --report-only
+    python tools/seeds.py patience --seeds 0 1 2 --model-seeds student_e60 student_e120
 """
 
 import argparse
 import json
 import subprocess
+import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 from kd.artifacts import atomic_path, write_json  # noqa: E402
 from kd.comparison import compare  # noqa: E402
 from kd.errors import KdError, run_stage  # noqa: E402
 from kd.params import parse_params  # noqa: E402
+from kd.stage_kinds import MODEL_SECTIONS  # noqa: E402
 from kd.records import record  # noqa: E402
 from kd.seeds import markdown, summarise  # noqa: E402
 
@@ -103,6 +114,35 @@ def stage_seconds(revision, params):
     return seconds
 
 
+def seed_overrides(settings, models):
+    """A function of the seed giving the overrides that set it: ``seed=N``, or with ``models``
+    each one's own ``<section>.<model>.seed=N``, its section found in params.yaml with ``settings``."""
+    if not models:
+        return lambda seed: [f"seed={seed}"]
+    raw = params_with(settings)
+    sections = {}
+    for model in models:
+        found = [section for section in MODEL_SECTIONS if model in (raw.get(section) or {})]
+        if not found:
+            known = [name for section in MODEL_SECTIONS for name in (raw.get(section) or {})]
+            raise KdError(f"--model-seeds: no model named {model!r} in params.yaml with these overrides; "
+                          f"models are: {', '.join(known)}")
+        sections[model] = found[0]
+    return lambda seed: [f"++{section}.{model}.seed={seed}" for model, section in sections.items()]
+
+
+def params_with(settings):
+    """params.yaml as a mapping, with ``settings`` applied as `dvc exp run -S` would."""
+    from dvc.utils.hydra import apply_overrides
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "params.yaml"
+        path.write_text(Path("params.yaml").read_text())
+        if settings:
+            apply_overrides(path, settings)
+        return yaml.safe_load(path.read_text())
+
+
 def pipeline_seconds(timings):
     """The summed wall times of a run's stages."""
     return round(sum(timings.values()), 1)
@@ -115,13 +155,17 @@ def main(argv=None):
     parser.add_argument("--report-only", action="store_true", help="report the seeds that already ran")
     parser.add_argument("--out", default="reports/seeds", help="folder for <config>.md and <config>.json")
     parser.add_argument("--versus", help="list each model's gain against this model only (e.g. student_direct)")
+    parser.add_argument("--model-seeds", nargs="+", metavar="MODEL",
+                        help="vary these models' own seed key instead of the file's seed")
     parser.add_argument("--jobs", type=int, default=1,
                         help="experiments run at once (DVC queue workers); at most the number of cores")
     args = parser.parse_args(argv)
     started = time.perf_counter()
 
     settings = overrides(args.config)
-    names = {f"{args.config}-seed{seed}": seed for seed in args.seeds}
+    seeding = seed_overrides(settings, args.model_seeds)
+    kind = "model-seed" if args.model_seeds else "seed"
+    names = {f"{args.config}-{kind}{seed}": seed for seed in args.seeds}
     done, queued = experiments(names)
     if not args.report_only:
         for name, seed in names.items():
@@ -130,7 +174,7 @@ def main(argv=None):
             elif name in queued:
                 print(f"{name}: already queued")
             else:
-                dvc("exp", "run", "--queue", "-n", name, *(f"-S{s}" for s in settings), f"-Sseed={seed}")
+                dvc("exp", "run", "--queue", "-n", name, *(f"-S{s}" for s in settings + seeding(seed)))
         if len(done) < len(names):
             dvc("exp", "run", "--run-all", "-j", str(args.jobs))
         done, _ = experiments(names)
@@ -138,15 +182,20 @@ def main(argv=None):
     missing = sorted(set(names) - set(done))
     if missing:
         raise KdError(f"no results for {', '.join(missing)}; run without --report-only (see `dvc exp show`)")
-    runs = {params["seed"]: comparison for params, comparison, _, _ in done.values()}
-    exported = {params["seed"]: files for params, _, files, _ in done.values()}
+    runs = {names[name]: comparison for name, (_, comparison, _, _) in done.items()}
+    exported = {names[name]: files for name, (_, _, files, _) in done.items()}
     summary = summarise(runs, exported)
     summary["overrides"] = settings
-    summary["pipeline_seconds"] = {params["seed"]: pipeline_seconds(timings) for params, _, _, timings in done.values()}
-    summary["stage_seconds"] = {params["seed"]: timings for params, _, _, timings in done.values()}
+    if args.model_seeds:
+        summary["model_seeds"] = args.model_seeds
+    summary["pipeline_seconds"] = {names[name]: pipeline_seconds(timings) for name, (_, _, _, timings) in done.items()}
+    summary["stage_seconds"] = {names[name]: timings for name, (_, _, _, timings) in done.items()}
     # What produced it: the commit, the command, the machine and the versions (kd.records).
     summary.update({key: value for key, value in record({}, started).items() if key != "figures"})
     title = f"Configuration `{args.config}`" + (f" (`configs/{args.config}.txt`)" if settings else " (params.yaml)")
+    if args.model_seeds:
+        title += (f", the seed being the own `seed` of {', '.join(args.model_seeds)} "
+                  f"(every other model trained once, with the file's seed)")
     out = Path(args.out)
     write_json(out / f"{args.config}.json", summary)
     with atomic_path(out / f"{args.config}.md") as temporary:

@@ -31,8 +31,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from kd.artifacts import atomic_path, write_json
 from kd.errors import KdError, ParamsError, run_stage
 from kd.records import record
@@ -41,7 +39,7 @@ from kd.tuning import (
 )
 
 from dvc_env import dvc_environment  # tools/, beside this script
-from seeds import overrides as config_overrides  # the lines of configs/<name>.txt
+from seeds import overrides as config_overrides, params_with  # configs/<name>.txt's lines; params.yaml with them
 
 
 def dvc(*args, capture=False):
@@ -49,18 +47,6 @@ def dvc(*args, capture=False):
     if result.returncode != 0:
         raise KdError(f"`dvc {' '.join(args)}` failed" + (f": {result.stderr.strip()}" if capture else ""))
     return result.stdout
-
-
-def params_with(config_lines):
-    """params.yaml as a mapping, with ``configs/<name>.txt``'s overrides applied as `dvc exp run -S` would."""
-    from dvc.utils.hydra import apply_overrides
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "params.yaml"
-        path.write_text(Path("params.yaml").read_text())
-        if config_lines:
-            apply_overrides(path, config_lines)
-        return yaml.safe_load(path.read_text())
 
 
 def finished(prefix):
