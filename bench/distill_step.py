@@ -182,6 +182,7 @@ def seed002_models():
 
 def variants(make_teacher, make_student, feature_layers_of, x, y, batch_size):
     """``{name: (compiled model, infinite dataset)}``, each with a fresh student, same seed."""
+    keras.utils.set_random_seed(0)  # the same teacher weights every run: runs compare like for like
     teacher = make_teacher()
     teacher_logits = teacher.predict(x, batch_size=1024, verbose=0)
     scce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -285,6 +286,7 @@ def time_pair(make_teacher, make_student, feature_layers_of, batch_size, rounds,
 def time_rkd(rounds, steps, batch_sizes=(32, 64, 128, 256)):
     """ms per step of the TA notebook's student with RKD (teacher online) and alone, per batch size."""
     make_teacher, make_student, layers = seed002_models()
+    keras.utils.set_random_seed(0)
     teacher = make_teacher()
     scce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     loss = {"kind": "rkd", "student_layer": layers["rkd"][0], "teacher_layer": layers["rkd"][1]}

@@ -443,3 +443,18 @@ def test_the_best_configuration_over_two_seeds(repo):
 
     again = run([sys.executable, "tools/seeds.py", "best", "--seeds", "0", "1"], repo)
     assert "best-seed0: already ran on this commit" in again and not stages_run(again)
+
+
+def test_model_seeds_vary_one_model_under_a_teacher_trained_once(repo):
+    """--model-seeds: the seed is the student's own; teacher, scratch control and split are the file's,
+    restored by DVC's run-cache (they ran with these params in the test above), never trained again."""
+    output = run([sys.executable, "tools/seeds.py", "best", "--seeds", "0", "1", "--model-seeds", "student"], repo)
+    assert stages_run(output) == ["distill@student", "evaluate", "export@student"]
+    summary = json.loads((repo / "reports" / "seeds" / "best.json").read_text())
+    assert summary["seeds"] == [0, 1] and summary["model_seeds"] == ["student"]
+    teacher, student = summary["models"]["teacher"]["errors"], summary["models"]["student"]["errors"]
+    assert teacher["values"][0] == teacher["values"][1] and student["values"][0] != student["values"][1]
+    assert "the seed being the own `seed` of student" in (repo / "reports" / "seeds" / "best.md").read_text()
+
+    refused = run([sys.executable, "tools/seeds.py", "best", "--seeds", "0", "--model-seeds", "studnet"], repo, check=False)
+    assert "--model-seeds: no model named 'studnet'" in refused and "Traceback" not in refused

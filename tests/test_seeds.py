@@ -70,3 +70,12 @@ def test_exported_files_are_summarised_against_their_keras_models():
     assert "| student · int8 | 98.61 ± 0.01 % | -0.01 ± 0.03 pt | +0.01 / -0.03 | 1.28 MB |" in markdown(summary, "test")
     with pytest.raises(ValueError, match="exported file 'student · int8' is missing from some runs"):
         summarise(runs, {0: files(0.9860, 0.9859), 1: {}})
+
+
+def test_a_recorded_run_names_its_command_commit_machine_and_seconds():
+    summary = summarise({0: comparison(0.9930, 0.9900), 1: comparison(0.9920, 0.9910)})
+    assert "Run by" not in markdown(summary, "test")  # reports from before runs were recorded
+    summary.update(command="tools/seeds.py best --seeds 0 1", commit="0123456789abcdef",
+                   machine={"cpu": "Some CPU", "cores": 2}, pipeline_seconds={"0": 812.4, "1": 1003.0})
+    assert ("Run by `tools/seeds.py best --seeds 0 1` at commit 0123456 on Some CPU (2 cores); "
+            "stages' wall time per seed: 812 s, 1,003 s.") in markdown(summary, "test")

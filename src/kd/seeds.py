@@ -88,6 +88,12 @@ def markdown(summary, title, versus=None):
             lines.append(f"| {name} | {100 * row['accuracy']['mean']:.2f} ± {100 * row['accuracy']['std']:.2f} % | "
                          f"{100 * delta['mean']:+.2f} ± {100 * delta['std']:.2f} pt | {per_seed} | "
                          f"{row['size_bytes']['mean'] / 1e6:.2f} MB |")
+    if summary.get("commit"):  # reports written before tools/seeds.py recorded its run have none
+        machine, seconds = summary["machine"], summary["pipeline_seconds"]
+        lines += ["", f"Run by `{summary['command']}` at commit {summary['commit'][:7]} on {machine['cpu']} "
+                      f"({machine['cores']} cores); stages' wall time per seed: "
+                      + ", ".join(f"{seconds.get(seed, seconds.get(str(seed))):,.0f} s"  # str keys once read from JSON
+                                  for seed in summary["seeds"]) + "."]
     return "\n".join(lines) + "\n"
 
 
