@@ -39,6 +39,7 @@ test: install-test
 # time goes (the profiler).
 bench: install
 	$(PY) bench/distill_step.py --only pairs rkd --record reports/bench/distill_step.json
+	$(PY) bench/distill_step.py --only pairs --record reports/bench/distill_step_again.json  # do the ratios hold?
 	$(PY) bench/distill_step.py --only precision fit data views --record reports/bench/sections.json
 	$(PY) bench/step_profile.py --record reports/bench/step_profile.json
 

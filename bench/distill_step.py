@@ -39,15 +39,20 @@ Then the views stage's forward pass (section ``views``): the TA notebook's teach
 cached too, on blocks of images, called op by op (eager) and through Keras's compiled predict.
 
 Variants are timed in many short rounds, round-robin, after a warm-up: each round times a block
-of steps of every variant in turn. On these shared 2-core machines a step's time jumps between
-two levels from one moment to the next (the machine's scheduling, not the method), so a variant's
-time is the 10th percentile of its steps, each timed from Keras's batch callbacks (the level it
-reaches when nothing else runs), and a ratio is that of two such times; the spread printed beside
-it is the 10th–90th percentile, over rounds, of the ratio of the two variants' median steps.
-TensorFlow's thread pools are fixed (``KD_BENCH_THREADS``, default the core count), and the
-process's CPU time per step is printed beside the wall time. Prints a table and, as its last
-line, one JSON object of ratios to the plain step; ``--record`` also writes them, with the
-commit and machine, as a JSON record.
+of steps of every variant in turn; in the pairs, a fast variant's block has as many steps as fill
+the slowest's time (about 0.3 s), so cheap steps get more samples. On these shared 2-core machines
+a step's time jumps between two levels from one moment to the next (the machine's scheduling, not
+the method), so a variant's time is the 25th percentile of its steps, each timed from Keras's
+batch callbacks (below the slow level, and not set by a few lucky steps), and a ratio is that of
+two such times; the spread printed beside it is the 10th–90th percentile, over rounds, of the ratio of the
+two variants' median steps. Each step is timed twice: wall time, and the process's CPU time (all
+its threads: the work the step does, without the time it waited for a core). The CPU ratio is the
+one that holds between runs: when the machine as a whole runs slower for a while, a
+compute-heavy step (a conv teacher run online) loses more wall time than a small
+overhead-bound one, and the wall ratios between them move. TensorFlow's thread pools are fixed
+(``KD_BENCH_THREADS``, default the core count). Prints a table and, as its last line, one JSON
+object of ratios to the plain step; ``--record`` also writes them, with the commit and machine,
+as a JSON record.
 
     python bench/distill_step.py [--rounds 15] [--steps 10] [--only pairs rkd precision fit data views]
                                  [--record reports/bench/distill_step.json]
@@ -279,8 +284,10 @@ def stream(split, batch_size, columns=()):
 def time_pair(make_teacher, make_student, feature_layers_of, batch_size, rounds, steps):
     x, y = random_images(batch_size * 24)
     runs = variants(make_teacher, make_student, feature_layers_of, x, y, batch_size)
+    # A block of the slowest variant (an online teacher) lasts about 0.3 s: every variant's fills as much.
+    # Off TensorFlow a block reads one pass of a 24-batch PyDataset at most.
     return round_robin({name: fit_steps(model, data, steps, shuffle=False) for name, (model, data) in runs.items()},
-                       rounds, steps)
+                       rounds, steps, block_seconds=0.3, most_steps=None if BACKEND == "tensorflow" else 22)
 
 
 def time_rkd(rounds, steps, batch_sizes=(32, 64, 128, 256)):
@@ -449,11 +456,12 @@ class StepTimes(keras.callbacks.Callback):
 
 
 def fit_steps(model, data, steps, **options):
-    """A callable that trains ``model`` for ``steps`` steps of ``data`` with Keras's own ``fit`` and
-    returns each step's wall and CPU seconds but the first (it carries the call's own set-up)."""
-    def run():
+    """A callable that trains ``model`` for ``steps`` steps of ``data`` (or as many as it is asked
+    for) with Keras's own ``fit`` and returns each step's wall and CPU seconds but the first (it
+    carries the call's own set-up)."""
+    def run(count=steps):
         timer = StepTimes()
-        model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer], **options)
+        model.fit(data, epochs=1, steps_per_epoch=count, verbose=0, callbacks=[timer], **options)
         return timer.wall[1:], timer.cpu[1:]
     return run
 
@@ -469,35 +477,48 @@ class Timing:
     def __init__(self):
         self.wall, self.cpu = [], []  # one list of step times per round
 
-    @property
-    def best(self):
-        """The 10th percentile of its steps' times: the speed it reaches when the machine lets it,
-        steadier than the fastest single step and untouched by the slow level."""
-        return percentile([s for steps in self.wall for s in steps], 0.1)
+    # The 25th percentile of a variant's steps: below the slow level the machine drops to at times,
+    # and, unlike the fastest step or the 10th percentile, not set by a few lucky steps (two runs'
+    # ratios agree closer with it).
+    LEVEL = 0.25
 
     @property
-    def cpu_of_best(self):
-        return percentile([s for steps in self.cpu for s in steps], 0.1)
+    def wall_time(self):
+        """Its steps' wall time, at the LEVEL percentile."""
+        return percentile([s for steps in self.wall for s in steps], self.LEVEL)
 
-    def spread(self, reference):
+    @property
+    def cpu_time(self):
+        """Its steps' CPU time (all of the process's threads, tf.data's too), at the LEVEL percentile:
+        the work a step does, without the time it waited for a core."""
+        return percentile([s for steps in self.cpu for s in steps], self.LEVEL)
+
+    def spread(self, reference, clock="wall"):
         """10th and 90th percentile, over rounds, of this variant's median step over ``reference``'s."""
         ratios = [statistics.median(mine) / statistics.median(theirs)
-                  for mine, theirs in zip(self.wall, reference.wall, strict=True)]
+                  for mine, theirs in zip(getattr(self, clock), getattr(reference, clock), strict=True)]
         return percentile(ratios, 0.1), percentile(ratios, 0.9)
 
 
-def round_robin(runs, rounds, steps):
+def round_robin(runs, rounds, steps, block_seconds=None, most_steps=None):
     """A :class:`Timing` of each callable in ``runs`` (each does ``steps`` steps, and returns their
     times, or None for a block timed whole): one untimed warm-up call each (tracing, compilation,
     caches), then ``rounds`` timed calls each, in turn, so drift in the machine's speed hits every
-    variant alike."""
-    for run in runs.values():
-        run()
+    variant alike. With ``block_seconds``, a variant whose ``steps`` take less (a fast step) does
+    as many steps a block as fill that time, up to ``most_steps``: the cheap variants, whose
+    percentiles a few slow steps move most, get as many samples as the time allows."""
+    counts = {}
+    for name, run in runs.items():
+        warm = run()
+        counts[name] = steps
+        if block_seconds and warm is not None:
+            step = statistics.median(warm[0])
+            counts[name] = max(steps, min(most_steps or steps * 100, int(block_seconds / step)))
     timings = {name: Timing() for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
             wall, cpu = time.perf_counter(), time.process_time()
-            steps_timed = run()
+            steps_timed = run(counts[name]) if counts[name] != steps else run()
             if steps_timed is None:
                 steps_timed = ([(time.perf_counter() - wall) / steps], [(time.process_time() - cpu) / steps])
             timings[name].wall.append(list(steps_timed[0]))
@@ -518,7 +539,7 @@ SECTIONS = ("pairs", "rkd", "precision", "fit", "data", "views")
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=15, help="timed blocks per variant (the fastest counts)")
+    parser.add_argument("--rounds", type=int, default=15, help="timed blocks per variant, round-robin")
     parser.add_argument("--steps", type=int, default=10, help="training steps per timed block")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS, help="the sections to time")
     parser.add_argument("--record", type=Path, help="also write the figures, commit and machine to this JSON file")
@@ -531,12 +552,12 @@ def main():
     }
     ratios = {}
     print(f"machine: {machine()['cpu']}, {machine()['cores']} cores, {THREADS} threads, Keras {keras.__version__} "
-          f"on {BACKEND}; {args.rounds} rounds of {args.steps} steps per variant, the 10th percentile of each's steps")
+          f"on {BACKEND}; {args.rounds} rounds of {args.steps} steps or more per variant, the 25th percentile of each's steps")
     for pair, (make_teacher, make_student, layers, batch_size) in pairs.items():
         if "pairs" not in args.only:
             break
         if pair == "seed002":
-            print(f"{'pair':8} {'variant':34} {'ms/step':>9} {'cpu ms':>8} {'ratio':>7}  spread (p10-p90)")
+            print(f"{'pair':8} {'variant':34} {'ms/step':>9} {'ratio':>7}  spread     {'cpu ms':>8} {'ratio':>7}  spread")
         timings = time_pair(make_teacher, make_student, layers, batch_size, args.rounds, args.steps)
         ratios[pair] = {}
         for name, timing in timings.items():
@@ -564,13 +585,14 @@ def main():
 
 
 def print_row(group, name, timing, reference, into):
-    """One variant's time, its CPU time, its ratio to ``reference`` and that ratio's spread."""
-    ratio = timing.best / reference.best
-    low, high = timing.spread(reference)
-    print(f"{group:8} {name:34} {1000 * timing.best:9.2f} {1000 * timing.cpu_of_best:8.2f} {ratio:7.2f}  "
-          f"{low:.2f}-{high:.2f}")
+    """One variant's wall and CPU time a step, the ratios of each to ``reference``'s and their spreads."""
+    ratio, cpu_ratio = timing.wall_time / reference.wall_time, timing.cpu_time / reference.cpu_time
+    (low, high), (cpu_low, cpu_high) = timing.spread(reference), timing.spread(reference, "cpu")
+    print(f"{group:8} {name:34} {1000 * timing.wall_time:9.2f} {ratio:7.2f}  {low:.2f}-{high:.2f}  "
+          f"{1000 * timing.cpu_time:8.2f} {cpu_ratio:7.2f}  {cpu_low:.2f}-{cpu_high:.2f}")
     into[name] = {"ratio": round(ratio, 3), "spread": [round(low, 3), round(high, 3)],
-                  "ms": round(1000 * timing.best, 2), "cpu_ms": round(1000 * timing.cpu_of_best, 2)}
+                  "ms": round(1000 * timing.wall_time, 2), "cpu_ms": round(1000 * timing.cpu_time, 2),
+                  "cpu_ratio": round(cpu_ratio, 3), "cpu_spread": [round(cpu_low, 3), round(cpu_high, 3)]}
 
 
 def time_and_print_rkd(args, ratios):

@@ -81,11 +81,15 @@ def render_bench(record):
     pairs = [pair for pair in ("seed002", "seed000") if pair in ratios]
     names = {"seed002": "TA notebook's pair (batch 256)", "seed000": "keras.io example's pair (batch 64)"}
     rows = ["| variant | " + " | ".join(names[pair] for pair in pairs) + " |", "|---" * (len(pairs) + 1) + "|"]
+    cpu = all("cpu_ratio" in entry for pair in pairs for entry in ratios[pair].values())
+    key = "cpu_ratio" if cpu else "ratio"  # records before the CPU ratio: the wall ratio alone
     for variant, label in VARIANTS.items():
         cells = []
         for pair in pairs:
             entry = ratios[pair].get(variant)
             cells.append("—" if entry is None else
+                         f"{entry['cpu_ratio']:.2f} ({entry['cpu_spread'][0]:.2f}–{entry['cpu_spread'][1]:.2f}); "
+                         f"wall {entry['ratio']:.2f}, {entry['ms']:.1f} ms" if cpu else
                          f"{entry['ratio']:.2f} ({entry['spread'][0]:.2f}–{entry['spread'][1]:.2f}), {entry['ms']:.1f} ms")
         if any(cell != "—" for cell in cells):
             rows.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -101,21 +105,31 @@ def render_bench(record):
     again = Path(record["root"]) / "reports" / "bench" / "distill_step_again.json"
     if again.is_file():
         second = json.loads(again.read_text())["figures"]["ratios"]
-        moves = [abs(second[pair][v]["ratio"] / ratios[pair][v]["ratio"] - 1) for pair in pairs for v in ratios[pair]
-                 if v in second.get(pair, {}) and v != "plain"]
-        text += (f"A second run, right after (`reports/bench/distill_step_again.json`), moved every ratio by at "
-                 f"most {100 * max(moves):.1f} % (median {100 * sorted(moves)[len(moves) // 2]:.1f} %; "
-                 f"{sum(move <= 0.05 for move in moves)} of {len(moves)} within 5 %).\n\n")
+
+        def moves(field):
+            return [abs(second[pair][v][field] / ratios[pair][v][field] - 1) for pair in pairs for v in ratios[pair]
+                    if v in second.get(pair, {}) and field in second[pair][v] and v != "plain"]
+
+        def moved(field):
+            found = moves(field)
+            return (f"at most {100 * max(found):.1f} % (median {100 * sorted(found)[len(found) // 2]:.1f} %; "
+                    f"{sum(move <= 0.05 for move in found)} of {len(found)} within 5 %)")
+
+        text += (f"A second run, right after (`reports/bench/distill_step_again.json`), moved every "
+                 + (f"CPU ratio by {moved('cpu_ratio')}, and every wall ratio by {moved('ratio')}.\n\n" if cpu and
+                    moves("cpu_ratio") else f"ratio by {moved('ratio')}.\n\n"))
         runs = (ratios, second)
     else:
         runs = (ratios,)
-    cached = [run[pair][v]["ratio"] for run in runs for pair in pairs for v in CACHED_LOGITS if v in run.get(pair, {})]
-    views = [run[pair]["ours_views_vs_plain_jitter"]["ratio"] for run in runs for pair in pairs
-             if "ours_views_vs_plain_jitter" in run.get(pair, {})]
-    if cached and views:
-        text += (f"Over {'both runs' if len(runs) == 2 else 'the run'}: the cached logit losses cost "
-                 f"{min(cached):.2f}–{max(cached):.2f} a plain step, a student on cached views "
-                 f"{min(views):.2f}–{max(views):.2f} a plain step on the same jittered inputs.\n\n")
+    for field, clock in ((key, "CPU time" if cpu else "wall time"), ("ratio", "wall time"))[:2 if cpu else 1]:
+        cached = [run[pair][v][field] for run in runs for pair in pairs for v in CACHED_LOGITS
+                  if field in run.get(pair, {}).get(v, {})]
+        views = [run[pair]["ours_views_vs_plain_jitter"][field] for run in runs for pair in pairs
+                 if field in run.get(pair, {}).get("ours_views_vs_plain_jitter", {})]
+        if cached and views:
+            text += (f"Over {'both runs' if len(runs) == 2 else 'the run'}, in {clock}: the cached logit losses "
+                     f"cost {min(cached):.2f}–{max(cached):.2f} a plain step, a student on cached views "
+                     f"{min(views):.2f}–{max(views):.2f} a plain step on the same jittered inputs.\n\n")
     return text + measured_by(record)
 
 
@@ -162,13 +176,18 @@ def render_backends(record):
         for pair in pairs:
             for backend in backends:
                 entry = figures[backend].get(pair, {}).get(variant)
+                ratio = None if entry is None else entry.get("cpu_ratio", entry["ratio"])
                 cells.append("—" if entry is None else f"{entry['ms']:.1f}" if variant == "plain"
-                             else f"{entry['ms']:.1f} ({entry['ratio']:.2f})" if "_vs_" not in variant
-                             else f"({entry['ratio']:.2f})")
+                             else f"{entry['ms']:.1f} ({ratio:.2f})" if "_vs_" not in variant
+                             else f"({ratio:.2f})")
         if any(cell != "—" for cell in cells):
             rows.append(f"| {label} | " + " | ".join(cells) + " |")
-    return (f"Milliseconds a step (the fastest of {figures['rounds']} rounds of {figures['steps']} steps' 10th "
-            "percentile) and, in brackets, the ratio to that backend's plain student step:\n\n"
+    cpu = all("cpu_ratio" in entry for backend in backends for pair in figures[backend].values()
+              for entry in pair.values())
+    how = (f"the 25th percentile of {figures['rounds']} rounds' steps) and, in brackets, the CPU-time ratio"
+           if cpu else f"the 10th percentile of {figures['rounds']} rounds of {figures['steps']} steps) and, in "
+           "brackets, the ratio")
+    return (f"Milliseconds a step (wall time, {how} to that backend's plain student step:\n\n"
             + "\n".join(rows) + "\n\n" + measured_by(record))
 
 
