@@ -78,4 +78,5 @@ def test_a_recorded_run_names_its_command_commit_machine_and_seconds():
     summary.update(command="tools/seeds.py best --seeds 0 1", commit="0123456789abcdef",
                    machine={"cpu": "Some CPU", "cores": 2}, pipeline_seconds={"0": 812.4, "1": 1003.0})
     assert ("Run by `tools/seeds.py best --seeds 0 1` at commit 0123456 on Some CPU (2 cores); "
-            "stages' wall time per seed: 812 s, 1,003 s.") in markdown(summary, "test")
+            "stages' seconds per seed, as its outputs record them (a stage DVC restored from its run-cache "
+            "carries the seconds of the run that computed it): 812 s, 1,003 s.") in markdown(summary, "test")

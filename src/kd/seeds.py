@@ -91,7 +91,8 @@ def markdown(summary, title, versus=None):
     if summary.get("commit"):  # reports written before tools/seeds.py recorded its run have none
         machine, seconds = summary["machine"], summary["pipeline_seconds"]
         lines += ["", f"Run by `{summary['command']}` at commit {summary['commit'][:7]} on {machine['cpu']} "
-                      f"({machine['cores']} cores); stages' wall time per seed: "
+                      f"({machine['cores']} cores); stages' seconds per seed, as its outputs record them (a stage DVC "
+                      f"restored from its run-cache carries the seconds of the run that computed it): "
                       + ", ".join(f"{seconds.get(seed, seconds.get(str(seed))):,.0f} s"  # str keys once read from JSON
                                   for seed in summary["seeds"]) + "."]
     return "\n".join(lines) + "\n"
