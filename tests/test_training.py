@@ -373,3 +373,27 @@ def test_a_long_epoch_prints_progress_every_ten_seconds_and_a_short_one_none(mon
         clock["now"] += 0.2
         log.on_train_batch_end(batch)
     assert "step" not in capsys.readouterr().out.replace("Epoch", "")
+
+
+def test_part_means_equal_a_mean_per_part_weighted_by_batch_size_bit_for_bit():
+    import keras
+
+    from kd.training import PartMeans
+
+    rng = np.random.default_rng(3)
+    names = ("hard_loss", "soft_loss", "dist_inter")
+    together = PartMeans(names)
+    each = {name: keras.metrics.Mean(name=name) for name in names}
+    for epoch in range(2):
+        together.reset_state()
+        for metric in each.values():
+            metric.reset_state()
+        for batch_size in (32, 32, 7):  # a short last batch weighs less
+            parts = {name: np.float32(rng.random() * 10.0 ** rng.integers(-3, 3)) for name in names}
+            together.update_state(parts, batch_size)
+            for name, metric in each.items():
+                metric.update_state(parts[name], sample_weight=batch_size)
+        result = together.result()
+        assert list(result) == list(names)
+        for name in names:
+            assert np.float32(result[name]).tobytes() == np.float32(each[name].result()).tobytes()

@@ -17,6 +17,9 @@ from kd.losses.labels import add_all
 
 FORMULAS = {}  # kind name -> the subclass of its declaration that computes it
 NEGATIVE_LARGE = 1000.0  # subtracted from the target class's scaled logit to remove it (DKD's NCKD)
+# Added under a square root whose argument can be exactly 0: float32 sums of squares above 1e-37
+# are unchanged by it, and sqrt's gradient at 0 becomes finite (1e-15), not infinite.
+TINY = 1e-30
 
 
 def formula(cls):
@@ -311,19 +314,18 @@ class Dist(LogitFormula, kinds.Dist):
     def value(self, targets, student_logits, labels, progress=None):
         from keras import ops
 
-        def norm(a):  # 0 with zero gradient for a zero vector (a constant column), as PyTorch's norm
-            squared = ops.sum(ops.square(a), axis=1)
-            return ops.where(squared > 0.0, ops.sqrt(ops.where(squared > 0.0, squared, 1.0)), 0.0)
+        def pearson(a, b, axis):  # along axis: cosine of the mean-centred vectors, eps 1e-8 as the authors'
+            a = a - ops.mean(a, axis=axis, keepdims=True)
+            b = b - ops.mean(b, axis=axis, keepdims=True)
+            return ops.sum(a * b, axis=axis) / (norm(a, axis) * norm(b, axis) + 1e-8)
 
-        def pearson(a, b):  # per row: cosine of the mean-centred vectors, eps 1e-8 as the authors'
-            a = a - ops.mean(a, axis=1, keepdims=True)
-            b = b - ops.mean(b, axis=1, keepdims=True)
-            return ops.sum(a * b, axis=1) / (norm(a) * norm(b) + 1e-8)
+        def norm(a, axis):  # + TINY: a zero vector (a constant column) gets 0 with zero gradient, not NaN
+            return ops.sqrt(ops.sum(ops.square(a), axis=axis) + TINY)
 
         student = ops.softmax(self._logits(student_logits) / self.temperature, axis=-1)
         teacher = ops.exp(targets[0])
-        inter = self.temperature**2 * (1.0 - ops.mean(pearson(student, teacher)))
-        intra = self.temperature**2 * (1.0 - ops.mean(pearson(ops.transpose(student), ops.transpose(teacher))))
+        inter = self.temperature**2 * (1.0 - ops.mean(pearson(student, teacher, axis=1)))  # per sample
+        intra = self.temperature**2 * (1.0 - ops.mean(pearson(student, teacher, axis=0)))  # per class
         return self.config["beta"] * inter + self.config["gamma"] * intra, {"inter": inter, "intra": intra}
 
 
