@@ -169,10 +169,6 @@ class PartMeans(keras.metrics.Metric):
         self.totals.assign_add(values * batch_size)
         self.count.assign_add(batch_size)
 
-    def reset_state(self):
-        self.totals.assign(keras.ops.zeros_like(self.totals))
-        self.count.assign(0.0)
-
     def result(self):
         means = keras.ops.divide_no_nan(self.totals, self.count)
         return {name: means[i] for i, name in enumerate(self.names)}
