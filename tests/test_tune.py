@@ -211,6 +211,7 @@ def test_a_stopped_search_keeps_its_finished_trials_and_says_how_to_resume(repo)
     raw = yaml.safe_load(original)
     raw["tune"]["seed"] = 7  # another search: new trials
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    edited = path.read_bytes()
     environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     process = subprocess.Popen([sys.executable, str(repo / "tools" / "tune.py"), "student", "--search-only"], cwd=repo,
                                env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -221,13 +222,19 @@ def test_a_stopped_search_keeps_its_finished_trials_and_says_how_to_resume(repo)
         for line in process.stdout:  # stop it once trial 0 is done and trial 1 runs
             output += line
             if "-01 " in line and line.startswith("$ dvc exp run"):
-                time.sleep(1)
-                process.send_signal(signal.SIGTERM)
                 break
             assert time.monotonic() < deadline, output
+        # The worst moment to stop: while DVC stashes trial 1, with the trial's params written into the
+        # workspace's params.yaml and HEAD detached (if it is missed, the stop still comes, a little later).
+        stashing = time.monotonic() + 60
+        while path.read_bytes() == edited and time.monotonic() < stashing:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGTERM)
         rest, errors = process.communicate(timeout=120)
         assert process.returncode == 130, output + rest + errors
         assert "interrupted: the finished trials are kept" in errors and "run the same command again" in errors
+        assert path.read_bytes() == edited, "the stop left a trial's params in the workspace's params.yaml"
+        assert run(["git", "symbolic-ref", "-q", "HEAD"], repo, stdout_only=True).strip(), "HEAD left detached"
         prefix = re.search(r"experiments (tune-student-\w+)-NN", output)[1]
         listed = run(["dvc", "exp", "show", "--json"], repo, stdout_only=True)
         names = {e["name"] for c in json.loads(listed) for e in (c.get("experiments") or [])}

@@ -67,14 +67,16 @@ def finished(prefix):
 def run_experiment(name, stage, lines):
     """``dvc exp run --temp``; a stop (Ctrl-C, SIGTERM) stops it too, and a failed run is the user's to read."""
     print(f"$ dvc exp run --temp {stage} -n {name} " + " ".join(f"-S '{line}'" for line in lines), flush=True)
-    # Its own process group: a stop reaches DVC and the stage it runs (DVC leaves its child running on
-    # SIGTERM), and the stage's own handler ends it between batches, writing nothing half-made.
+    # Its own process group: a stop reaches DVC and the stage it runs. The stop is SIGINT, as Ctrl-C in
+    # a terminal: while DVC stashes a trial it writes the trial's params into the workspace's params.yaml
+    # and detaches HEAD, and only an interrupt lets its `finally` put both back (SIGTERM ends it midway).
+    # The trial runs in a temporary copy, so stopping its stage there leaves nothing half-made here.
     process = subprocess.Popen(["dvc", "exp", "run", "--temp", stage, "-n", name, *(f"-S{line}" for line in lines)],
                                env=dvc_environment("tune"), start_new_session=True)
     try:
         code = process.wait()
     except KeyboardInterrupt:
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, signal.SIGINT)
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
