@@ -5,7 +5,8 @@ seed 000's (conv 256/512 teacher -> conv 16/32 student, batch 64) — times, in 
 
 - plain:           the student alone, Keras's own compiled step on hard labels;
 - ours:            kd's distillation step, Hinton's loss (teacher logits precomputed, fed
-                   beside the labels); ours_standardize, ours_dkd, ours_dist: the other
+                   beside the labels); ours_again: a second, identical instance of it (the
+                   bench's resolution); ours_standardize, ours_dkd, ours_dist: the other
                    logit losses on the same cached path;
 - ours_online:     kd's step with the teacher run on every batch (what it does for augmented
                    inputs), without augmentation: the same work as keras_io;
@@ -38,23 +39,27 @@ same images held in memory as one float32 tensor (how kd fed them before streami
 Then the views stage's forward pass (section ``views``): the TA notebook's teacher, its dense layer
 cached too, on blocks of images, called op by op (eager) and through Keras's compiled predict.
 
-Variants are timed in many short rounds, round-robin, after a warm-up: each round times a block
-of steps of every variant in turn; in the pairs, a fast variant's block has as many steps as fill
-the slowest's time (about 0.3 s), so cheap steps get more samples. On these shared 2-core machines
-a step's time jumps between two levels from one moment to the next (the machine's scheduling, not
-the method), so a variant's time is the 25th percentile of its steps, each timed from Keras's
-batch callbacks (below the slow level, and not set by a few lucky steps), and a ratio is that of
-two such times; the spread printed beside it is the 10th–90th percentile, over rounds, of the ratio of the
-two variants' median steps. Each step is timed twice: wall time, and the process's CPU time (all
-its threads: the work the step does, without the time it waited for a core). The CPU ratio is the
-one that holds between runs: when the machine as a whole runs slower for a while, a
-compute-heavy step (a conv teacher run online) loses more wall time than a small
-overhead-bound one, and the wall ratios between them move. TensorFlow's thread pools are fixed
-(``KD_BENCH_THREADS``, default the core count). Prints a table and, as its last line, one JSON
-object of ratios to the plain step; ``--record`` also writes them, with the commit and machine,
-as a JSON record.
+Variants are timed in rounds, round-robin, after a warm-up: each round times a block of steps of
+every variant in turn, forwards and backwards by turns. On TensorFlow a step is one call of the
+model's compiled train function (what ``fit`` calls per batch, without fit's own loop), and in the
+pairs a block is a single step, or as many cheap steps as fill about 10 ms: rounds are short and
+many (``--seconds`` a pair), so every variant samples the same moments of the machine. On these
+shared 2-core machines a step's time jumps between levels from one moment to the next (the
+machine's scheduling, not the method). ``ours_again``, a second instance of ``ours``, shows in
+each run how far apart two identical variants' ratios come out: the bench's resolution. Under JAX
+and PyTorch a block is Keras's ``fit`` for up to 22 steps (their train functions take the backend's
+state), timed from its batch callbacks. A variant's time is the 25th percentile of its steps (below
+the slow level, and not set by a few lucky steps), a ratio is that of two such times, and the spread
+printed beside it is the lowest and highest ratio over tenths of the run. Each step is timed twice:
+wall time, and the process's CPU time (all its threads: the work the step does, without the time it
+waited for a core). The CPU ratio is the one that holds between runs: when the machine as a whole
+runs slower for a while, a compute-heavy step (a conv teacher run online) loses more wall time than
+a small overhead-bound one, and the wall ratios between them move. TensorFlow's thread pools are
+fixed (``KD_BENCH_THREADS``, default the core count). Prints a table and, as its last line, one JSON
+object of ratios to the plain step; ``--record`` also writes them, with the commit and machine, as a
+JSON record.
 
-    python bench/distill_step.py [--rounds 15] [--steps 10] [--only pairs rkd precision fit data views]
+    python bench/distill_step.py [--rounds 15] [--steps 10] [--seconds 120] [--only pairs rkd precision fit data views]
                                  [--record reports/bench/distill_step.json]
     KERAS_BACKEND=jax python bench/distill_step.py --only pairs precision    # the same rows on JAX
 
@@ -91,6 +96,9 @@ if BACKEND == "tensorflow":
     # Fixed before TensorFlow starts its runtime: thread pools sized by load or by guess change the timings.
     tf.config.threading.set_intra_op_parallelism_threads(THREADS)
     tf.config.threading.set_inter_op_parallelism_threads(THREADS)
+    # Each train function is traced once more for the bench's own iterator (fit_steps), which
+    # TensorFlow reports as excessive retracing once a few models have done so.
+    tf.get_logger().setLevel("ERROR")
 
 from kd.batches import training_batches  # noqa: E402
 from kd.data import save_split  # noqa: E402
@@ -216,6 +224,7 @@ def variants(make_teacher, make_student, feature_layers_of, x, y, batch_size):
     runs = {
         "plain": (plain, hard),
         "ours": (ours(), soft),
+        "ours_again": (ours(), soft),  # the same as ours: how far apart identical variants come out
         "ours_standardize": (ours({"kind": "hinton", "standardize": True}), soft),
         "ours_dkd": (ours("dkd"), soft),
         "ours_dist": (ours("dist"), soft),
@@ -281,13 +290,17 @@ def stream(split, batch_size, columns=()):
     return batches.repeat() if BACKEND == "tensorflow" else batches
 
 
-def time_pair(make_teacher, make_student, feature_layers_of, batch_size, rounds, steps):
+def time_pair(make_teacher, make_student, feature_layers_of, batch_size, rounds, steps, seconds):
     x, y = random_images(batch_size * 24)
     runs = variants(make_teacher, make_student, feature_layers_of, x, y, batch_size)
+    runs = {name: fit_steps(model, data, steps, shuffle=False) for name, (model, data) in runs.items()}
+    if BACKEND == "tensorflow":
+        # Blocks of a step or a few (about 10 ms), many rounds: every variant's steps sample the same
+        # moments of the machine, which on a shared machine jumps between speed levels within seconds.
+        return round_robin(runs, rounds, 1, block_seconds=0.01, most_steps=8, seconds=seconds)
     # A block of the slowest variant (an online teacher) lasts about 0.3 s: every variant's fills as much.
     # Off TensorFlow a block reads one pass of a 24-batch PyDataset at most.
-    return round_robin({name: fit_steps(model, data, steps, shuffle=False) for name, (model, data) in runs.items()},
-                       rounds, steps, block_seconds=0.3, most_steps=None if BACKEND == "tensorflow" else 22)
+    return round_robin(runs, rounds, steps, block_seconds=0.3, most_steps=22)
 
 
 def time_rkd(rounds, steps, batch_sizes=(32, 64, 128, 256)):
@@ -457,11 +470,30 @@ class StepTimes(keras.callbacks.Callback):
 
 def fit_steps(model, data, steps, **options):
     """A callable that trains ``model`` for ``steps`` steps of ``data`` (or as many as it is asked
-    for) with Keras's own ``fit`` and returns each step's wall and CPU seconds but the first (it
-    carries the call's own set-up)."""
+    for) and returns each step's wall and CPU seconds.
+
+    On TensorFlow each step is one call of the model's compiled train function (what Keras's ``fit``
+    calls for each batch) on an iterator that lives as long as the callable, so a block may be a
+    single step and variants interleave step by step. Elsewhere a block is Keras's own ``fit`` (its
+    train function takes the backend's state), less its first step, which carries the call's set-up.
+    """
+    if BACKEND == "tensorflow":
+        model.fit(data, epochs=1, steps_per_epoch=2, verbose=0, **options)  # builds the train function
+        iterator = iter(data)
+
+        def step_by_step(count=steps):
+            wall, cpu = [], []
+            for _ in range(count):
+                started = time.perf_counter(), time.process_time()
+                model.train_function(iterator)  # on the CPU, returns once the step is done
+                wall.append(time.perf_counter() - started[0])
+                cpu.append(time.process_time() - started[1])
+            return wall, cpu
+        return step_by_step
+
     def run(count=steps):
         timer = StepTimes()
-        model.fit(data, epochs=1, steps_per_epoch=count, verbose=0, callbacks=[timer], **options)
+        model.fit(data, epochs=1, steps_per_epoch=count + 1, verbose=0, callbacks=[timer], **options)
         return timer.wall[1:], timer.cpu[1:]
     return run
 
@@ -494,31 +526,42 @@ class Timing:
         return percentile([s for steps in self.cpu for s in steps], self.LEVEL)
 
     def spread(self, reference, clock="wall"):
-        """10th and 90th percentile, over rounds, of this variant's median step over ``reference``'s."""
-        ratios = [statistics.median(mine) / statistics.median(theirs)
-                  for mine, theirs in zip(getattr(self, clock), getattr(reference, clock), strict=True)]
-        return percentile(ratios, 0.1), percentile(ratios, 0.9)
+        """The lowest and highest ratio to ``reference``'s time over tenths of the run (consecutive
+        rounds): how far the ratio moves within one run."""
+        mine, theirs = getattr(self, clock), getattr(reference, clock)
+        groups = min(10, len(mine))
+        ratios = []
+        for group in range(groups):
+            part = slice(group * len(mine) // groups, (group + 1) * len(mine) // groups)
+            ratios.append(percentile([s for steps in mine[part] for s in steps], self.LEVEL)
+                          / percentile([s for steps in theirs[part] for s in steps], self.LEVEL))
+        return min(ratios), max(ratios)
 
 
-def round_robin(runs, rounds, steps, block_seconds=None, most_steps=None):
+def round_robin(runs, rounds, steps, block_seconds=None, most_steps=None, seconds=None):
     """A :class:`Timing` of each callable in ``runs`` (each does ``steps`` steps, and returns their
     times, or None for a block timed whole): one untimed warm-up call each (tracing, compilation,
-    caches), then ``rounds`` timed calls each, in turn, so drift in the machine's speed hits every
-    variant alike. With ``block_seconds``, a variant whose ``steps`` take less (a fast step) does
-    as many steps a block as fill that time, up to ``most_steps``: the cheap variants, whose
-    percentiles a few slow steps move most, get as many samples as the time allows."""
-    counts = {}
+    caches), then ``rounds`` timed calls each, in turn, forwards and backwards by turns, so drift in
+    the machine's speed hits every variant alike. With ``block_seconds``, a variant whose ``steps``
+    take less (a fast step) does as many steps a block as fill that time, up to ``most_steps``: the
+    cheap variants, whose percentiles a few slow steps move most, get as many samples as the time
+    allows. With ``seconds``, as many more rounds as that time holds (from the warm-up's steps)."""
+    counts, round_seconds = {}, 0.0
     for name, run in runs.items():
         warm = run()
-        counts[name] = steps
+        counts[name] = None  # the callable's own block
         if block_seconds and warm is not None:
             step = statistics.median(warm[0])
             counts[name] = max(steps, min(most_steps or steps * 100, int(block_seconds / step)))
+            round_seconds += counts[name] * step
+    if seconds and round_seconds:
+        rounds = max(rounds, int(seconds / round_seconds))
     timings = {name: Timing() for name in runs}
-    for _ in range(rounds):
-        for name, run in runs.items():
+    order = list(runs)
+    for number in range(rounds):
+        for name in order if number % 2 == 0 else reversed(order):
             wall, cpu = time.perf_counter(), time.process_time()
-            steps_timed = run(counts[name]) if counts[name] != steps else run()
+            steps_timed = runs[name](counts[name]) if counts[name] else runs[name]()
             if steps_timed is None:
                 steps_timed = ([(time.perf_counter() - wall) / steps], [(time.process_time() - cpu) / steps])
             timings[name].wall.append(list(steps_timed[0]))
@@ -541,6 +584,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=15, help="timed blocks per variant, round-robin")
     parser.add_argument("--steps", type=int, default=10, help="training steps per timed block")
+    parser.add_argument("--seconds", type=float, default=120,
+                        help="on TensorFlow, the timed rounds of each pair last about this long (--rounds at least)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS, help="the sections to time")
     parser.add_argument("--record", type=Path, help="also write the figures, commit and machine to this JSON file")
     args = parser.parse_args()
@@ -558,7 +603,7 @@ def main():
             break
         if pair == "seed002":
             print(f"{'pair':8} {'variant':34} {'ms/step':>9} {'ratio':>7}  spread     {'cpu ms':>8} {'ratio':>7}  spread")
-        timings = time_pair(make_teacher, make_student, layers, batch_size, args.rounds, args.steps)
+        timings = time_pair(make_teacher, make_student, layers, batch_size, args.rounds, args.steps, args.seconds)
         ratios[pair] = {}
         for name, timing in timings.items():
             print_row(pair, name, timing, timings["plain"], ratios[pair])
@@ -578,7 +623,8 @@ def main():
         from kd.artifacts import write_json
         from kd.records import record
 
-        figures = {"ratios": ratios, "rounds": args.rounds, "steps": args.steps, "threads": THREADS,
+        figures = {"ratios": ratios, "rounds": args.rounds, "steps": args.steps, "seconds": args.seconds,
+                   "threads": THREADS,
                    "backend": BACKEND}
         write_json(args.record, record(figures, started, root=ROOT, code=("bench", "src")))
     print(json.dumps(ratios))

@@ -83,13 +83,17 @@ def kl_from_log_probs(target_log_probs, log_probs):
     return ops.mean(kl)
 
 
-def target_and_rest(log_probs, target_mask):
-    """Log-probabilities of DKD's two bins, [target class, all other classes], without a log of 0."""
+def target_and_rest(log_probs, others_log_probs, target_mask):
+    """Log-probabilities of DKD's two bins, [target class, all other classes], without a log of 0.
+
+    The rest bin is log Σ_{j≠t} p_j = logsumexp(z_{j≠t}) − logsumexp(z), which equals
+    ``log_probs[j] − others_log_probs[j]`` for every class j but the target; their mean weighted by
+    the non-target distribution (the target's weight is 0) gives it without a second logsumexp.
+    """
     from keras import ops
 
     target = ops.sum(log_probs * target_mask, axis=-1, keepdims=True)
-    others = ops.where(target_mask > 0, -math.inf, log_probs)  # exp(-inf) = 0: no gradient, no NaN
-    rest = ops.logsumexp(others, axis=-1, keepdims=True)
+    rest = ops.sum(ops.exp(others_log_probs) * (log_probs - others_log_probs), axis=-1, keepdims=True)
     return ops.concatenate([target, rest], axis=-1)
 
 
@@ -278,9 +282,8 @@ class DecoupledKD(LogitFormula, kinds.DecoupledKD):
         from keras import ops
 
         mask = ops.one_hot(labels, scaled_logits.shape[-1], dtype="float32")
-        bins = target_and_rest(ops.log_softmax(scaled_logits, axis=-1), mask)
         others = ops.log_softmax(scaled_logits - NEGATIVE_LARGE * mask, axis=-1)
-        return bins, others
+        return target_and_rest(ops.log_softmax(scaled_logits, axis=-1), others, mask), others
 
     def teacher_targets(self, teacher_logits, labels):
         return self._split(self._logits(teacher_logits) / self.temperature, labels)
@@ -322,7 +325,9 @@ class Dist(LogitFormula, kinds.Dist):
         def norm(a, axis):  # + TINY: a zero vector (a constant column) gets 0 with zero gradient, not NaN
             return ops.sqrt(ops.sum(ops.square(a), axis=axis) + TINY)
 
-        student = ops.softmax(self._logits(student_logits) / self.temperature, axis=-1)
+        # exp of log_softmax, not softmax: the same probabilities (to rounding), and on TensorFlow's CPU
+        # kernels the Softmax op and its gradient cost more than the rest of the term together.
+        student = ops.exp(ops.log_softmax(self._logits(student_logits) / self.temperature, axis=-1))
         teacher = ops.exp(targets[0])
         inter = self.temperature**2 * (1.0 - ops.mean(pearson(student, teacher, axis=1)))  # per sample
         intra = self.temperature**2 * (1.0 - ops.mean(pearson(student, teacher, axis=0)))  # per class
