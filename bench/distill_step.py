@@ -597,7 +597,9 @@ def main():
     }
     ratios = {}
     print(f"machine: {machine()['cpu']}, {machine()['cores']} cores, {THREADS} threads, Keras {keras.__version__} "
-          f"on {BACKEND}; {args.rounds} rounds of {args.steps} steps or more per variant, the 25th percentile of each's steps")
+          f"on {BACKEND}; " + (f"pairs interleaved step by step for about {args.seconds:.0f} s each, other sections "
+                               if BACKEND == "tensorflow" else "") +
+          f"{args.rounds} rounds of {args.steps} steps or more per variant; the 25th percentile of each's steps")
     for pair, (make_teacher, make_student, layers, batch_size) in pairs.items():
         if "pairs" not in args.only:
             break
