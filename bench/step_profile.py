@@ -15,8 +15,11 @@ ran, by the name scope Keras gave it, summed into
   overlapped with the step) and the time the step waited for its batch (``IteratorGetNext``).
 
 Op times are summed over TensorFlow's threads (two ops can run at once), so they are CPU time in ops,
-not wall time; the step's wall time is printed beside them. ``--record`` writes the table, the commit
-and the machine to a JSON record.
+not wall time; the step's wall time is printed beside them. Beside them, the ops each step's graph
+holds once Grappler (TensorFlow's graph optimizer, default passes) has folded and pruned it, for
+this pair and for the keras.io example's (batch 64), whose plain step is small enough that each op's
+scheduling shows: constants, identities and placeholders not counted. ``--record`` writes the
+table, the commit and the machine to a JSON record.
 
     python bench/step_profile.py [--steps 50] [--record reports/bench/step_profile.json]
 """
@@ -80,6 +83,23 @@ def profile(model, data, steps, student, folder):
     return {name: round(totals[name] / 1e9 / steps, 3) for name in CATEGORIES}, round(1000 * wall, 2)
 
 
+def graph_ops(model, data):
+    """Ops in ``model``'s train step once Grappler has optimized its graph (constants, identities,
+    placeholders and no-ops left out): what TensorFlow's executor schedules each step."""
+    from tensorflow.core.protobuf import config_pb2
+    from tensorflow.python.grappler import tf_optimizer  # no public form: the bench's only private import
+
+    model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)  # builds the model and its optimizer
+    function = tf.function(model.train_step).get_concrete_function(next(iter(data)))
+    graph = function.graph
+    meta = tf.compat.v1.train.export_meta_graph(graph_def=graph.as_graph_def(add_shapes=True), graph=graph)
+    fetches = [t.op.name for t in function.outputs] + [op.name for op in graph.get_operations()
+                                                       if op.type.startswith("Assign")]
+    meta.collection_def["train_op"].node_list.value.extend(fetches)  # what Grappler must keep
+    optimized = tf_optimizer.OptimizeGraph(config_pb2.ConfigProto(), meta)
+    return sum(node.op not in ("Const", "Identity", "NoOp", "Placeholder") for node in optimized.node)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=50, help="steps traced per variant (after as many of warm-up)")
@@ -98,13 +118,20 @@ def main():
             model, data = runs[name]
             student = getattr(model, "student", model).name
             ms, wall = profile(model, data, args.steps, student, Path(scratch) / name)
-            table[name] = {"wall_ms": wall, "op_ms": ms}
-            print(f"{name:18} {wall:7.2f} " + " ".join(f"{ms[c]:12.2f}" for c in CATEGORIES), flush=True)
+            table[name] = {"wall_ms": wall, "op_ms": ms, "ops": graph_ops(model, data)}
+            print(f"{name:18} {wall:7.2f} " + " ".join(f"{ms[c]:12.2f}" for c in CATEGORIES)
+                  + f"  {table[name]['ops']} ops", flush=True)
+    make_teacher, make_student, _ = bench.seed000_models()
+    x, y = bench.random_images(64 * 24)
+    runs = bench.variants(make_teacher, make_student, {}, x, y, 64)
+    keras_io_ops = {name: graph_ops(*runs[name]) for name in VARIANTS}
+    print("the keras.io pair's steps, ops:", keras_io_ops)
     if args.record:
         from kd.artifacts import write_json
         from kd.records import record
 
-        figures = {"steps": args.steps, "threads": bench.THREADS, "batch_size": 256, "variants": table}
+        figures = {"steps": args.steps, "threads": bench.THREADS, "batch_size": 256, "variants": table,
+                   "keras_io_ops": keras_io_ops}
         write_json(args.record, record(figures, started, root=bench.ROOT, code=("bench", "src")))
 
 

@@ -215,17 +215,21 @@ def render_data_memory(record):
 
 
 def render_step_profile(record):
-    """Where each variant's step goes: op time per category, from TensorFlow's profiler."""
+    """Where each variant's step goes: op time per category, from TensorFlow's profiler, and the
+    ops each step's graph holds once Grappler has optimized it."""
     figures = record["figures"]
     variants = figures["variants"]
     categories = list(next(iter(variants.values()))["op_ms"])
     labels = {"plain": "plain step", **VARIANTS}
-    rows = ["| step (ms) | wall | " + " | ".join(categories) + " |", "|---" * (2 + len(categories)) + "|"]
+    rows = ["| step (ms) | wall | " + " | ".join(categories) + " | ops |", "|---" * (3 + len(categories)) + "|"]
     for name, entry in variants.items():
         rows.append(f"| {labels.get(name, name)} | {entry['wall_ms']:.2f} | "
-                    + " | ".join(f"{entry['op_ms'][c]:.2f}" for c in categories) + " |")
+                    + " | ".join(f"{entry['op_ms'][c]:.2f}" for c in categories) + f" | {entry['ops']} |")
+    keras_io = "; ".join(f"{labels.get(name, name)} {count}" for name, count in figures["keras_io_ops"].items())
     return (f"Milliseconds a step over {figures['steps']} traced steps (batch {figures['batch_size']}): the wall time, "
-            "then the op time of each part, summed over TensorFlow's threads:\n\n" + "\n".join(rows) + "\n\n"
+            "then the op time of each part, summed over TensorFlow's threads; last, the ops the step's graph "
+            "holds once Grappler has optimized it:\n\n" + "\n".join(rows) + "\n\n"
+            + f"The same variants on the keras.io pair (batch 64), ops in the step: {keras_io}.\n\n"
             + measured_by(record))
 
 

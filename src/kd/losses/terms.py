@@ -89,11 +89,14 @@ def target_and_rest(log_probs, others_log_probs, target_mask):
     The rest bin is log Σ_{j≠t} p_j = logsumexp(z_{j≠t}) − logsumexp(z), which equals
     ``log_probs[j] − others_log_probs[j]`` for every class j but the target; their mean weighted by
     the non-target distribution (the target's weight is 0) gives it without a second logsumexp.
+    The weights sum to 1 whatever the logits, so their own gradient contributes nothing: stopping it
+    leaves the gradient as it is and spares the step those ops.
     """
     from keras import ops
 
     target = ops.sum(log_probs * target_mask, axis=-1, keepdims=True)
-    rest = ops.sum(ops.exp(others_log_probs) * (log_probs - others_log_probs), axis=-1, keepdims=True)
+    weights = ops.stop_gradient(ops.exp(others_log_probs))
+    rest = ops.sum(weights * (log_probs - others_log_probs), axis=-1, keepdims=True)
     return ops.concatenate([target, rest], axis=-1)
 
 
@@ -317,20 +320,23 @@ class Dist(LogitFormula, kinds.Dist):
     def value(self, targets, student_logits, labels, progress=None):
         from keras import ops
 
-        def pearson(a, b, axis):  # along axis: cosine of the mean-centred vectors, eps 1e-8 as the authors'
-            a = a - ops.mean(a, axis=axis, keepdims=True)
-            b = b - ops.mean(b, axis=axis, keepdims=True)
-            return ops.sum(a * b, axis=axis) / (norm(a, axis) * norm(b, axis) + 1e-8)
-
-        def norm(a, axis):  # + TINY: a zero vector (a constant column) gets 0 with zero gradient, not NaN
-            return ops.sqrt(ops.sum(ops.square(a), axis=axis) + TINY)
+        def pearson(a, b, axis):  # along axis: cosine of the centred vectors, eps 1e-8 as the authors'
+            # One square root of the product of the squared norms (+ TINY: a zero vector, a constant
+            # column, gets 0 with zero gradient, not NaN), as few ops as the step can run: on a small
+            # pair each op's scheduling, not its arithmetic, is what a step pays for.
+            norms = ops.sqrt(ops.sum(ops.square(a), axis=axis) * ops.sum(ops.square(b), axis=axis) + TINY)
+            return ops.sum(a * b, axis=axis) / (norms + 1e-8)
 
         # exp of log_softmax, not softmax: the same probabilities (to rounding), and on TensorFlow's CPU
         # kernels the Softmax op and its gradient cost more than the rest of the term together.
         student = ops.exp(ops.log_softmax(self._logits(student_logits) / self.temperature, axis=-1))
         teacher = ops.exp(targets[0])
-        inter = self.temperature**2 * (1.0 - ops.mean(pearson(student, teacher, axis=1)))  # per sample
-        intra = self.temperature**2 * (1.0 - ops.mean(pearson(student, teacher, axis=0)))  # per class
+        classes = float(student.shape[-1])  # a row of probabilities has mean 1 / classes: no reduction
+        inter = pearson(student - 1.0 / classes, teacher - 1.0 / classes, axis=1)  # per sample
+        intra = pearson(student - ops.mean(student, axis=0, keepdims=True),  # per class
+                        teacher - ops.mean(teacher, axis=0, keepdims=True), axis=0)
+        inter = self.temperature**2 * (1.0 - ops.mean(inter))
+        intra = self.temperature**2 * (1.0 - ops.mean(intra))
         return self.config["beta"] * inter + self.config["gamma"] * intra, {"inter": inter, "intra": intra}
 
 
