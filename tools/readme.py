@@ -190,7 +190,8 @@ def render_backends(record):
             rows.append(f"| {label} | " + " | ".join(cells) + " |")
     cpu = all("cpu_ratio" in entry for backend in backends for pair in figures[backend].values()
               for entry in pair.values())
-    how = (f"the 25th percentile of {figures['rounds']} rounds' steps) and, in brackets, the CPU-time ratio"
+    how = ("the 25th percentile of a variant's steps: TensorFlow's interleaved step by step as in speed.md, JAX's "
+           f"and PyTorch's over {figures['rounds']} rounds of Keras's `fit`) and, in brackets, the CPU-time ratio"
            if cpu else f"the 10th percentile of {figures['rounds']} rounds of {figures['steps']} steps) and, in "
            "brackets, the ratio")
     return (f"Milliseconds a step (wall time, {how} to that backend's plain student step:\n\n"
