@@ -420,6 +420,46 @@ def test_dkd_extreme_logits_are_finite():
 
 
 # --------------------------------------------------------------------------------------
+# Gradients: DKD and DIST give theirs in closed form (terms.decoupled_kl, terms.dist_relations);
+# each part's against central differences of the float64 reference
+# --------------------------------------------------------------------------------------
+
+
+def _reference_gradient(part_of, student, step=1e-5):
+    """d part_of(student) / d student by central differences, in float64."""
+    student = student.astype(np.float64)
+    grad = np.zeros_like(student)
+    for index in np.ndindex(*student.shape):
+        plus, minus = student.copy(), student.copy()
+        plus[index] += step
+        minus[index] -= step
+        grad[index] = (part_of(plus) - part_of(minus)) / (2 * step)
+    return grad
+
+
+GRADIENT_CASES = [  # (kind, temperature, part, standardize)
+    *[("dkd", t, part, False) for t in (1.0, 4.0) for part in (0, 1)],
+    *[("dkd", 4.0, part, True) for part in (0, 1)],
+    *[("dist", t, part, False) for t in (1.0, 4.0) for part in (0, 1)],
+]
+
+
+@pytest.mark.parametrize("kind, temperature, part, standardize", GRADIENT_CASES)
+def test_closed_form_gradients_match_the_reference(kind, temperature, part, standardize):
+    teacher, student, labels = _logits(11)
+    if kind == "dkd":
+        ours = lambda s: losses.dkd(teacher, s, labels, temperature, standardize=standardize)[part]  # noqa: E731
+        theirs = lambda s: ref_dkd(s, teacher, labels, temperature, logit_stand=standardize)[part]  # noqa: E731
+    else:
+        ours = lambda s: losses.dist(teacher, s, temperature)[part]  # noqa: E731
+        theirs = lambda s: ref_dist(s, teacher, temperature)[part]  # noqa: E731
+    expected = _reference_gradient(theirs, student)
+    got = gradient(ours, student)
+    assert np.abs(expected).max() > 1e-3  # a gradient worth comparing
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+
+
+# --------------------------------------------------------------------------------------
 # dist
 # --------------------------------------------------------------------------------------
 

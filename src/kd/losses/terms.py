@@ -89,15 +89,103 @@ def target_and_rest(log_probs, others_log_probs, target_mask):
     The rest bin is log Σ_{j≠t} p_j = logsumexp(z_{j≠t}) − logsumexp(z), which equals
     ``log_probs[j] − others_log_probs[j]`` for every class j but the target; their mean weighted by
     the non-target distribution (the target's weight is 0) gives it without a second logsumexp.
-    The weights sum to 1 whatever the logits, so their own gradient contributes nothing: stopping it
-    leaves the gradient as it is and spares the step those ops.
     """
     from keras import ops
 
     target = ops.sum(log_probs * target_mask, axis=-1, keepdims=True)
-    weights = ops.stop_gradient(ops.exp(others_log_probs))
-    rest = ops.sum(weights * (log_probs - others_log_probs), axis=-1, keepdims=True)
+    rest = ops.sum(ops.exp(others_log_probs) * (log_probs - others_log_probs), axis=-1, keepdims=True)
     return ops.concatenate([target, rest], axis=-1)
+
+
+def batch_share(tensor):
+    """1 / the size of ``tensor``'s first axis (the batch, known only when the step runs), in float32."""
+    from keras import ops
+
+    return 1.0 / ops.cast(ops.shape(tensor)[0], "float32")
+
+
+# DKD's and DIST's gradients are written out beside their values, as TensorFlow's fused cross-entropy
+# op does for the hard labels: automatic differentiation through their log-softmaxes, bins,
+# reductions and divisions adds 25-35 small ops to a step, and on a small student each op's
+# scheduling, not its arithmetic, is what the step pays for (docs/speed.md: where a step's time goes).
+# Equal to the automatic gradient to float32 rounding and to the authors' code (tests/test_loss_kinds.py).
+
+
+def decoupled_kl(targets, scaled, mask, temperature):
+    """``[TCKD, NCKD]``, each × T² and averaged over the batch: DKD's two KL divergences.
+
+    ``targets``: the teacher's ``(bins, others)`` log-probabilities; ``scaled``: the student's logits / T;
+    ``mask``: the labels one-hot. With p the student's probabilities, p̂ its distribution over the
+    classes but the target (0 at the target), b the teacher's [target, rest] bins and q its
+    distribution over the classes but the target, a sample's gradients w.r.t. ``scaled`` are
+    ∂TCKD/∂s = p − b_target·mask − b_rest·p̂ and ∂NCKD/∂s = p̂ − q (b and q each sum to 1).
+    """
+    from keras import ops
+
+    teacher_bins, teacher_others = targets
+    bins_probs, others_probs = ops.exp(teacher_bins), ops.exp(teacher_others)
+    squared = temperature**2
+
+    @ops.custom_gradient
+    def both(scaled):
+        log_probs = ops.log_softmax(scaled, axis=-1)
+        others = ops.log_softmax(scaled - NEGATIVE_LARGE * mask, axis=-1)
+        bins = target_and_rest(log_probs, others, mask)
+        share = squared * batch_share(scaled)
+        value = share * ops.stack([ops.sum(bins_probs * (teacher_bins - bins)),
+                                   ops.sum(others_probs * (teacher_others - others))])
+        rest_probs = ops.exp(others)  # p̂
+        tckd_grad = ops.exp(log_probs) - bins_probs[:, :1] * mask - bins_probs[:, 1:] * rest_probs
+        nckd_grad = rest_probs - others_probs
+
+        def grad(*args, upstream=None):  # (upstream) on TensorFlow and JAX; (*inputs, upstream=) on PyTorch
+            upstream = args[0] if upstream is None else upstream
+            return share * (upstream[0] * tckd_grad + upstream[1] * nckd_grad)
+
+        return value, grad
+
+    return both(scaled)
+
+
+def dist_relations(teacher, student, temperature):
+    """``[inter, intra]``: DIST's relations, τ² · (1 − mean Pearson correlation), per sample and per class.
+
+    ``teacher`` and ``student``: probabilities. Pearson's r = a·b / (√(|a|²|b|² + TINY) + 1e-8) of the
+    centred vectors a (student) and b (teacher), eps 1e-8 as the authors'; its gradient w.r.t. a is
+    (b − r·|b|²·a / √(|a|²|b|² + TINY)) / (√(…) + 1e-8). Rows of probabilities have mean 1 / classes, so the
+    per-sample relation centres by that constant; the per-class relation by the batch mean, through
+    which its gradient passes unchanged (a gradient built of centred columns has column means 0).
+    """
+    from keras import ops
+
+    classes = float(teacher.shape[-1])
+    squared = temperature**2
+    teacher_rows = teacher - 1.0 / classes
+    teacher_columns = teacher - ops.mean(teacher, axis=0, keepdims=True)
+    rows_norm = ops.sum(ops.square(teacher_rows), axis=1, keepdims=True)
+    columns_norm = ops.sum(ops.square(teacher_columns), axis=0, keepdims=True)
+
+    def pearson(a, b, b_norm, axis):  # (mean of r along the other axis, dr/da)
+        root = ops.sqrt(ops.sum(ops.square(a), axis=axis, keepdims=True) * b_norm + TINY)
+        denominator = root + 1e-8
+        r = ops.sum(a * b, axis=axis, keepdims=True) / denominator
+        return ops.mean(r), (b - (r * b_norm / root) * a) / denominator
+
+    @ops.custom_gradient
+    def both(student):
+        inter, inter_grad = pearson(student - 1.0 / classes, teacher_rows, rows_norm, 1)
+        intra, intra_grad = pearson(student - ops.mean(student, axis=0, keepdims=True), teacher_columns,
+                                    columns_norm, 0)
+        inter_grad = (-squared * batch_share(student)) * inter_grad
+        intra_grad = (-squared / classes) * intra_grad
+
+        def grad(*args, upstream=None):  # (upstream) on TensorFlow and JAX; (*inputs, upstream=) on PyTorch
+            upstream = args[0] if upstream is None else upstream
+            return upstream[0] * inter_grad + upstream[1] * intra_grad
+
+        return squared - squared * ops.stack([inter, intra]), grad
+
+    return both(student)
 
 
 def hinton(teacher_logits, student_logits, temperature, standardize=False):
@@ -279,7 +367,7 @@ class Hinton(LogitFormula, kinds.Hinton):
 
 @formula
 class DecoupledKD(LogitFormula, kinds.DecoupledKD):
-    """Computes :class:`kd.losses.kinds.DecoupledKD`."""
+    """Computes :class:`kd.losses.kinds.DecoupledKD` (its gradient beside it: :func:`decoupled_kl`)."""
 
     def _split(self, scaled_logits, labels):
         from keras import ops
@@ -292,13 +380,14 @@ class DecoupledKD(LogitFormula, kinds.DecoupledKD):
         return self._split(self._logits(teacher_logits) / self.temperature, labels)
 
     def value(self, targets, student_logits, labels, progress=None):
-        student_bins, student_others = self._split(self._logits(student_logits) / self.temperature, labels)
-        tckd = self.temperature**2 * kl_from_log_probs(targets[0], student_bins)
-        nckd = self.temperature**2 * kl_from_log_probs(targets[1], student_others)
+        from keras import ops
+
+        scaled = self._logits(student_logits) / self.temperature
+        both = decoupled_kl(targets, scaled, ops.one_hot(labels, scaled.shape[-1], dtype="float32"),
+                            self.temperature)
+        tckd, nckd = both[0], both[1]
         total = self.config["alpha"] * tckd + self.config["beta"] * nckd
         if self.config["warmup_epochs"] > 1 and progress is not None:  # min(epoch / warm-up, 1), epochs from 1
-            from keras import ops
-
             total = ops.minimum(ops.cast(progress, "float32") / self.config["warmup_epochs"], 1.0) * total
         return total, {"tckd": tckd, "nckd": nckd}
 
@@ -320,23 +409,11 @@ class Dist(LogitFormula, kinds.Dist):
     def value(self, targets, student_logits, labels, progress=None):
         from keras import ops
 
-        def pearson(a, b, axis):  # along axis: cosine of the centred vectors, eps 1e-8 as the authors'
-            # One square root of the product of the squared norms (+ TINY: a zero vector, a constant
-            # column, gets 0 with zero gradient, not NaN), as few ops as the step can run: on a small
-            # pair each op's scheduling, not its arithmetic, is what a step pays for.
-            norms = ops.sqrt(ops.sum(ops.square(a), axis=axis) * ops.sum(ops.square(b), axis=axis) + TINY)
-            return ops.sum(a * b, axis=axis) / (norms + 1e-8)
-
         # exp of log_softmax, not softmax: the same probabilities (to rounding), and on TensorFlow's CPU
         # kernels the Softmax op and its gradient cost more than the rest of the term together.
         student = ops.exp(ops.log_softmax(self._logits(student_logits) / self.temperature, axis=-1))
-        teacher = ops.exp(targets[0])
-        classes = float(student.shape[-1])  # a row of probabilities has mean 1 / classes: no reduction
-        inter = pearson(student - 1.0 / classes, teacher - 1.0 / classes, axis=1)  # per sample
-        intra = pearson(student - ops.mean(student, axis=0, keepdims=True),  # per class
-                        teacher - ops.mean(teacher, axis=0, keepdims=True), axis=0)
-        inter = self.temperature**2 * (1.0 - ops.mean(inter))
-        intra = self.temperature**2 * (1.0 - ops.mean(intra))
+        both = dist_relations(ops.exp(targets[0]), student, self.temperature)
+        inter, intra = both[0], both[1]
         return self.config["beta"] * inter + self.config["gamma"] * intra, {"inter": inter, "intra": intra}
 
 
