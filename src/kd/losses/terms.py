@@ -107,7 +107,7 @@ def batch_share(tensor):
 # DKD's and DIST's gradients are written out beside their values, as TensorFlow's fused cross-entropy
 # op does for the hard labels: automatic differentiation through their log-softmaxes, bins,
 # reductions and divisions adds 25-35 small ops to a step, and on a small student each op's
-# scheduling, not its arithmetic, is what the step pays for (docs/speed.md: where a step's time goes).
+# scheduling, not its arithmetic, is what the step pays for (docs/speed.md: What a distillation step costs).
 # Equal to the automatic gradient to float32 rounding and to the authors' code (tests/test_loss_kinds.py).
 
 
