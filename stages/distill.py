@@ -7,10 +7,12 @@ augmented or its loss reads the teacher's layers, from the teacher model itself
 stages/train.py writes.
 """
 
+import sys
 import time
 from pathlib import Path
 
 STARTED = time.perf_counter()  # the stage's wall time, imports included
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this tree's kd (docs/layout.md: The pipeline)
 
 from kd.errors import run_stage  # noqa: E402
 from kd.training_stage import arguments, model_to_train, train_and_write  # noqa: E402

@@ -6,10 +6,12 @@ models/, logits/ and dvclive/ entries, so a peer is a model like any other. See 
 """
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 STARTED = time.perf_counter()  # the stage's wall time, imports included
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this tree's kd (docs/layout.md: The pipeline)
 
 from kd.errors import ParamsError, run_stage  # noqa: E402
 from kd.params import load_params  # noqa: E402

@@ -7,10 +7,12 @@ and be compared through the same templated stages as every model. Bytes are copi
 
 import argparse
 import shutil
+import sys
 import time
 from pathlib import Path
 
 STARTED = time.perf_counter()  # the stage's wall time, imports included
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this tree's kd (docs/layout.md: The pipeline)
 
 from kd.errors import ArtifactError, ParamsError, run_stage  # noqa: E402
 from kd.params import load_params  # noqa: E402

@@ -8,10 +8,12 @@ from). Replacing the file reruns this stage and what depends on it, and nothing 
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
 STARTED = time.perf_counter()  # the stage's wall time, imports included
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this tree's kd (docs/layout.md: The pipeline)
 os.environ["KERAS_BACKEND"] = "tensorflow"  # profiling, TFLite and decoding need it, whatever a model trained under
 
 from kd.errors import ParamsError, run_stage  # noqa: E402

@@ -133,3 +133,16 @@ def test_an_optimizer_keras_does_not_have_is_refused_by_prepare_before_any_work(
     assert_refused(result, "optimizer of model 'student_scratch': Keras has no optimizer 'NoSuchOpt'; expected one of ")
     assert "Adam, AdamW" in result.stderr and "ImportError" not in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "stages").glob("*.py")))
+def test_a_stage_runs_the_kd_of_its_own_tree(tmp_path, script):
+    # A queued `dvc exp run` runs the stages in a copy of the repository, while the editable install
+    # points at the checkout's src/: the copy's stage must import the copy's kd, the experiment's code.
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages" / script).write_bytes((ROOT / "stages" / script).read_bytes())
+    (tmp_path / "src" / "kd").mkdir(parents=True)
+    (tmp_path / "src" / "kd" / "__init__.py").write_text('raise SystemExit("kd of the copy")\n')
+    result = subprocess.run([sys.executable, f"stages/{script}"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1 and result.stderr.strip().endswith("kd of the copy"), result.stderr
