@@ -34,7 +34,7 @@ from conftest import ROOT
 from kd.losses import terms as losses
 from kd.losses.kinds import parse_loss
 from kd.losses.objective import Objective
-from test_loss_kinds import _np_normalize, _np_smooth_l1, _np_softmax, ref_at, ref_dist, ref_dkd, ref_fitnet, ref_kd
+from test_loss_kinds import _np_normalize, _np_smooth_l1, _np_softmax, central_differences, ref_at, ref_dist, ref_dkd, ref_fitnet, ref_kd
 
 BACKEND = keras.backend.backend()
 
@@ -321,15 +321,7 @@ def _rkd_reference_gradient(f_s, f_t, part, rows):
     differences = f_s[None, :, :] - f_s[:, None, :]
     distances = np.sqrt((differences**2).sum(-1))
     step = 1e-3 * min(1.0, distances[distances > 0].min())
-    gradient = np.zeros((len(rows), f_s.shape[1]))
-    for a, row in enumerate(rows):
-        for column in range(f_s.shape[1]):
-            plus, minus = f_s.copy(), f_s.copy()
-            plus[row, column] += step
-            minus[row, column] -= step
-            gradient[a, column] = (ref_rkd_differences(plus, f_t)[part] - ref_rkd_differences(minus, f_t)[part]) / (
-                2 * step)
-    return gradient
+    return central_differences(lambda f: ref_rkd_differences(f, f_t)[part], f_s, step, rows)
 
 
 def near_duplicates(noise, scale, seed=3):
