@@ -64,42 +64,42 @@ VARIANTS = {  # the bench's pair rows, as the docs name them
     "ours_again": "`hinton`, cached, a second identical instance (the bench's resolution)",
     "ours_standardize": "`hinton` + `standardize`, cached",
     "ours_dkd": "`dkd`, cached", "ours_dist": "`dist`, cached",
+    "plain_jitter": "plain step on jittered inputs",
+    "ours_views": "student on cached views of `jitter`",
+    "keras_distiller": "`keras.distillation.Distiller` (teacher every step)",
     "ours_online": "`hinton`, teacher run on every batch", "ours_online_jitter": "online, on jittered inputs",
     "ours_hint": "`hint` (FitNets; online)", "ours_attention": "`attention` (online; conv maps in both)",
     "keras_io": "the keras.io example's `Distiller` (teacher every step)",
-    "keras_distiller": "`keras.distillation.Distiller`", "plain_jitter": "plain step on jittered inputs",
-    "ours_views": "student on cached views of `jitter`",
-    "ours_views_vs_plain_jitter": "cached views ÷ plain step on jittered inputs",
-    "ours_online_jitter_vs_plain_jitter": "online on jittered inputs ÷ plain step on jittered inputs",
 }
-
-
+REFERENCES = {"plain": "a plain step", "plain_jitter": "a plain step on jittered inputs",
+              "keras_distiller": "Keras's `Distiller`"}  # what a row's ratio is to, as the docs name it
 CACHED_LOGITS = ("ours", "ours_standardize", "ours_dkd", "ours_dist")
+ONLINE = ("ours_online", "ours_online_jitter")  # Hinton with the teacher run on every batch
 
 
 def render_bench(record):
     """The pairs' table of one bench record, and how far a second run's ratios moved from it."""
-    ratios = record["figures"]["ratios"]
+    figures = record["figures"]
+    ratios = figures["ratios"]
     pairs = [pair for pair in ("seed002", "seed000") if pair in ratios]
     names = {"seed002": "TA notebook's pair (batch 256)", "seed000": "keras.io example's pair (batch 64)"}
-    rows = ["| variant | " + " | ".join(names[pair] for pair in pairs) + " |", "|---" * (len(pairs) + 1) + "|"]
-    cpu = all("cpu_ratio" in entry for pair in pairs for entry in ratios[pair].values())
-    key = "cpu_ratio" if cpu else "ratio"  # records before the CPU ratio: the wall ratio alone
+    rows = ["| variant | against | " + " | ".join(names[pair] for pair in pairs) + " |",
+            "|---" * (len(pairs) + 2) + "|"]
     for variant, label in VARIANTS.items():
-        cells = []
-        for pair in pairs:
-            entry = ratios[pair].get(variant)
-            cells.append("—" if entry is None else
-                         f"{entry['cpu_ratio']:.2f} ({entry['cpu_spread'][0]:.2f}–{entry['cpu_spread'][1]:.2f}); "
-                         f"wall {entry['ratio']:.2f}, {entry['ms']:.1f} ms" if cpu else
-                         f"{entry['ratio']:.2f} ({entry['spread'][0]:.2f}–{entry['spread'][1]:.2f}), {entry['ms']:.1f} ms")
-        if any(cell != "—" for cell in cells):
-            rows.append(f"| {label} | " + " | ".join(cells) + " |")
-    text = "\n".join(rows) + "\n\n"
+        entries = [ratios[pair].get(variant) for pair in pairs]
+        if all(entry is None for entry in entries):
+            continue
+        reference = next(entry for entry in entries if entry is not None).get("reference", "plain")
+        cells = ["—" if entry is None else
+                 f"{entry['cpu_ratio']:.2f} ({entry['cpu_spread'][0]:.2f}–{entry['cpu_spread'][1]:.2f}); "
+                 f"wall {entry['ratio']:.2f}, {entry['ms']:.1f} ms" for entry in entries]
+        rows.append(f"| {label} | {REFERENCES[reference]} | " + " | ".join(cells) + " |")
+    plain = ", ".join(f"{ratios[pair]['plain']['ms']:.1f} ms on the {names[pair].split(' (')[0]}" for pair in pairs)
+    text = "\n".join(rows) + f"\n\nA plain step took {plain}.\n\n"
     if all("ours_again" in ratios[pair] for pair in pairs):
-        twins = ", ".join(f"{ratios[pair]['ours_again'][key] / ratios[pair]['ours'][key]:.3f} on the "
+        twins = ", ".join(f"{ratios[pair]['ours_again']['cpu_ratio'] / ratios[pair]['ours']['cpu_ratio']:.3f} on the "
                           f"{names[pair].split(' (')[0]}" for pair in pairs)
-        text += f"The identical instance's {'CPU ' if cpu else ''}time over the first's: {twins}.\n\n"
+        text += f"The identical instance's CPU time over the first's: {twins}.\n\n"
     if "rkd" in ratios:
         sizes = sorted(ratios["rkd"].items(), key=lambda item: int(item[0]))
         costs = ", ".join(f"batch {size} {entry['ours_rkd']['ratio']:.1f}× ({entry['ours_rkd']['ms']:.0f} ms)"
@@ -108,34 +108,46 @@ def render_bench(record):
         if all("ours_rkd_sampled" in entry for _, entry in sizes):
             costs = ", ".join(f"batch {size} {entry['ours_rkd_sampled']['ratio']:.1f}×" for size, entry in sizes)
             text += f"The same with the angle over 16,384 sampled triplets (`angle_triplets`): {costs}.\n\n"
+    prices = figures.get("prices", [])
     again = Path(record["root"]) / "reports" / "bench" / "distill_step_again.json"
+    runs = (ratios,)
     if again.is_file():
         second = json.loads(again.read_text())["figures"]["ratios"]
+        runs = (ratios, second)
 
-        def moves(field):
+        def moves(field, variants):
             return [abs(second[pair][v][field] / ratios[pair][v][field] - 1) for pair in pairs for v in ratios[pair]
-                    if v in second.get(pair, {}) and field in second[pair][v] and v != "plain"]
+                    if v in variants and v in second.get(pair, {})]
 
         def moved(field):
-            found = moves(field)
+            found = moves(field, [v for v in VARIANTS if v not in prices])
             return (f"at most {100 * max(found):.1f} % (median {100 * sorted(found)[len(found) // 2]:.1f} %; "
                     f"{sum(move <= 0.05 for move in found)} of {len(found)} within 5 %)")
 
-        text += (f"A second run, right after (`reports/bench/distill_step_again.json`), moved every "
-                 + (f"CPU ratio by {moved('cpu_ratio')}, and every wall ratio by {moved('ratio')}.\n\n" if cpu and
-                    moves("cpu_ratio") else f"ratio by {moved('ratio')}.\n\n"))
-        runs = (ratios, second)
-    else:
-        runs = (ratios,)
-    for field, clock in ((key, "CPU time" if cpu else "wall time"), ("ratio", "wall time"))[:2 if cpu else 1]:
-        cached = [run[pair][v][field] for run in runs for pair in pairs for v in CACHED_LOGITS
-                  if field in run.get(pair, {}).get(v, {})]
-        views = [run[pair]["ours_views_vs_plain_jitter"][field] for run in runs for pair in pairs
-                 if field in run.get(pair, {}).get("ours_views_vs_plain_jitter", {})]
+        text += (f"A second run, right after (`reports/bench/distill_step_again.json`), moved every CPU ratio "
+                 f"but the prices below by {moved('cpu_ratio')}, and every such wall ratio by {moved('ratio')}.")
+        if prices:
+            price_moves = "; ".join(
+                f"on the {names[pair].split(' (')[0]}, " + ", ".join(
+                    f"{VARIANTS[v].split(' (')[0]} {ratios[pair][v]['cpu_ratio']:.2f} then {second[pair][v]['cpu_ratio']:.2f}"
+                    for v in prices if v in ratios[pair] and v in second[pair])
+                + f" (a plain step {ratios[pair]['plain']['ms']:.1f} then {second[pair]['plain']['ms']:.1f} ms)"
+                for pair in pairs)
+            text += (" The prices, the two rows that compare unlike work against a plain step and so follow the "
+                     f"machine's speed level: {price_moves}.")
+        text += "\n\n"
+    for field, clock in (("cpu_ratio", "CPU time"), ("ratio", "wall time")):
+        def span(variants, reference):
+            found = [run[pair][v][field] for run in runs for pair in pairs for v in variants
+                     if run.get(pair, {}).get(v, {}).get("reference", "plain") == reference and v in run.get(pair, {})]
+            return f"{min(found):.2f}–{max(found):.2f}" if found else None
+        cached, views, online = span(CACHED_LOGITS, "plain"), span(["ours_views"], "plain_jitter"), \
+            span(ONLINE, "keras_distiller")
         if cached and views:
             text += (f"Over {'both runs' if len(runs) == 2 else 'the run'}, in {clock}: the cached logit losses "
-                     f"cost {min(cached):.2f}–{max(cached):.2f} a plain step, a student on cached views "
-                     f"{min(views):.2f}–{max(views):.2f} a plain step on the same jittered inputs.\n\n")
+                     f"cost {cached} a plain step, a student on cached views {views} a plain step on the same "
+                     f"jittered inputs" + (f", Hinton's loss with the teacher run on every batch {online} Keras's "
+                                           "`Distiller`" if online else "") + ".\n\n")
     return text + measured_by(record)
 
 
@@ -171,30 +183,23 @@ def render_sections(record):
 
 
 def render_backends(record):
-    """The pairs' rows under each backend: ms a step and the ratio to that backend's plain step."""
+    """The pairs' rows under each backend: ms a step and the CPU ratio to the row's reference in that backend."""
     figures = record["figures"]
     backends = [name for name in ("tensorflow", "jax", "torch") if name in figures]
     pairs = {"seed002": "TA-notebook pair", "seed000": "keras.io pair"}
     header = " | ".join(f"{pairs[pair]}: {backend}" for pair in pairs for backend in backends)
-    rows = [f"| variant | {header} |", "|---" * (1 + len(pairs) * len(backends)) + "|"]
+    rows = [f"| variant | against | {header} |", "|---" * (2 + len(pairs) * len(backends)) + "|"]
     for variant, label in {"plain": "plain student step", **VARIANTS}.items():
-        cells = []
-        for pair in pairs:
-            for backend in backends:
-                entry = figures[backend].get(pair, {}).get(variant)
-                ratio = None if entry is None else entry.get("cpu_ratio", entry["ratio"])
-                cells.append("—" if entry is None else f"{entry['ms']:.1f}" if variant == "plain"
-                             else f"{entry['ms']:.1f} ({ratio:.2f})" if "_vs_" not in variant
-                             else f"({ratio:.2f})")
-        if any(cell != "—" for cell in cells):
-            rows.append(f"| {label} | " + " | ".join(cells) + " |")
-    cpu = all("cpu_ratio" in entry for backend in backends for pair in figures[backend].values()
-              for entry in pair.values())
-    how = ("the 25th percentile of a variant's steps: TensorFlow's interleaved step by step as in speed.md, JAX's "
-           f"and PyTorch's over {figures['rounds']} rounds of Keras's `fit`) and, in brackets, the CPU-time ratio"
-           if cpu else f"the 10th percentile of {figures['rounds']} rounds of {figures['steps']} steps) and, in "
-           "brackets, the ratio")
-    return (f"Milliseconds a step (wall time, {how} to that backend's plain student step:\n\n"
+        entries = [figures[backend].get(pair, {}).get(variant) for pair in pairs for backend in backends]
+        if all(entry is None for entry in entries):
+            continue
+        reference = next(entry for entry in entries if entry is not None).get("reference", "plain")
+        cells = ["—" if entry is None else f"{entry['ms']:.1f}" if variant == "plain"
+                 else f"{entry['ms']:.1f} ({entry['cpu_ratio']:.2f})" for entry in entries]
+        rows.append(f"| {label} | {'' if variant == 'plain' else REFERENCES[reference]} | " + " | ".join(cells) + " |")
+    return ("Milliseconds a step (wall time, the 25th percentile of a variant's steps: TensorFlow's interleaved step "
+            f"by step as in speed.md, JAX's and PyTorch's over {figures['rounds']} rounds of Keras's `fit`) and, in "
+            "brackets, the CPU-time ratio to the row's reference in that backend:\n\n"
             + "\n".join(rows) + "\n\n" + measured_by(record))
 
 
