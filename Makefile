@@ -34,7 +34,8 @@ repro: install
 test: install-test
 	$(PY) -m pytest
 
-# Seconds per training step of distillation variants, as ratios to a plain student step; the other
+# Seconds per training step of distillation variants, each as a ratio to the step that does the same
+# work but its method (docs/speed.md: What a distillation step costs); the other
 # sections (precision, around the step, the data path, the views stage's forward pass); where a step's
 # time goes (the profiler).
 bench: install

@@ -1,4 +1,4 @@
-"""Benchmark: seconds per training step of distillation variants, as ratios to a plain student step.
+"""Benchmark: seconds per training step of distillation variants, each as a ratio to a like-for-like step.
 
 For two model pairs — seed 002's (conv teacher -> fully connected student, batch 256) and
 seed 000's (conv 256/512 teacher -> conv 16/32 student, batch 64) — times, in one process:
@@ -59,7 +59,7 @@ waited for a core). The CPU ratio is the one that holds between runs: when the m
 runs slower for a while, a compute-heavy step (a conv teacher run online) loses more wall time than
 a small overhead-bound one, and the wall ratios between them move. TensorFlow's thread pools are
 fixed (``KD_BENCH_THREADS``, default the core count). Prints a table and, as its last line, one JSON
-object of ratios to the plain step; ``--record`` also writes them, with the commit and machine, as a
+object of the ratios; ``--record`` also writes them, with the commit and machine, as a
 JSON record.
 
     python bench/distill_step.py [--rounds 15] [--steps 10] [--seconds 120] [--only pairs rkd precision fit data views]
