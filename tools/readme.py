@@ -77,6 +77,12 @@ CACHED_LOGITS = ("ours", "ours_standardize", "ours_dkd", "ours_dist")
 ONLINE = ("ours_online", "ours_online_jitter")  # Hinton with the teacher run on every batch
 
 
+def reference_of(entries):
+    """What a bench row's ratios are to, from its entries (None where a pair lacks the row); records
+    made before rows named their reference: a plain step."""
+    return next(entry for entry in entries if entry is not None).get("reference", "plain")
+
+
 def render_bench(record):
     """The pairs' table of one bench record, and how far a second run's ratios moved from it."""
     figures = record["figures"]
@@ -89,7 +95,7 @@ def render_bench(record):
         entries = [ratios[pair].get(variant) for pair in pairs]
         if all(entry is None for entry in entries):
             continue
-        reference = next(entry for entry in entries if entry is not None).get("reference", "plain")
+        reference = reference_of(entries)
         cells = ["—" if entry is None else
                  f"{entry['cpu_ratio']:.2f} ({entry['cpu_spread'][0]:.2f}–{entry['cpu_spread'][1]:.2f}); "
                  f"wall {entry['ratio']:.2f}, {entry['ms']:.1f} ms" for entry in entries]
@@ -193,7 +199,7 @@ def render_backends(record):
         entries = [figures[backend].get(pair, {}).get(variant) for pair in pairs for backend in backends]
         if all(entry is None for entry in entries):
             continue
-        reference = next(entry for entry in entries if entry is not None).get("reference", "plain")
+        reference = reference_of(entries)
         cells = ["—" if entry is None else f"{entry['ms']:.1f}" if variant == "plain"
                  else f"{entry['ms']:.1f} ({entry['cpu_ratio']:.2f})" for entry in entries]
         rows.append(f"| {label} | {'' if variant == 'plain' else REFERENCES[reference]} | " + " | ".join(cells) + " |")
