@@ -53,9 +53,9 @@ the slow level, and not set by a few lucky steps), a ratio is that of two such t
 printed beside it is the lowest and highest ratio over tenths of the run. A pair row's ratio is to
 the step that does the same work but the row's method (REFERENCES: a plain step, a plain step on
 jittered inputs, or Keras's Distiller for a teacher run on every batch), so that a change in the
-machine's speed level cancels; two rows, the PRICES, compare unlike work and follow that level. Each step is timed twice:
-wall time, and the process's CPU time (all its threads: the work the step does, without the time it
-waited for a core). The CPU ratio is the one that holds between runs: when the machine as a whole
+machine's speed level cancels; two rows, the PRICES, compare unlike work and follow that level.
+Each step is timed twice: wall time, and the process's CPU time (all its threads: the work the
+step does, without the time it waited for a core). The CPU ratio is the one that holds between runs: when the machine as a whole
 runs slower for a while, a compute-heavy step (a conv teacher run online) loses more wall time than
 a small overhead-bound one, and the wall ratios between them move. TensorFlow's thread pools are
 fixed (``KD_BENCH_THREADS``, default the core count). Prints a table and, as its last line, one JSON
