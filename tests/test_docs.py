@@ -22,6 +22,7 @@
 
 import copy
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -410,6 +411,29 @@ def test_readme_tool_pastes_reports_where_their_markers_are(tmp_path, capsys):
     assert untouched.read_text() == "# GPU\n\nno markers here\n" and untouched.stat().st_mtime == stamp
     assert "not pasted anywhere: reports/seeds/lost.md" in capsys.readouterr().out
     assert load_readme_tool().paste_reports(tmp_path) == []  # a second run changes nothing
+
+
+def test_readme_tool_compares_two_seeds_reports_where_a_page_asks(tmp_path):
+    from kd.seeds import summarise
+
+    def report(student_accuracy):
+        row = {"teacher": "teacher", "accuracy": student_accuracy, "errors": round((1 - student_accuracy) * 10000)}
+        summary = summarise({0: {"student": row}, 1: {"student": {**row, "errors": row["errors"] + 2}}})
+        return {**summary, "pipeline_seconds": {"0": 600.0, "1": 620.0}}
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "reports" / "seeds").mkdir(parents=True)
+    (tmp_path / "reports" / "seeds" / "default.json").write_text(json.dumps(report(0.9860)))
+    (tmp_path / "reports" / "seeds" / "bf16.json").write_text(json.dumps(report(0.9850)))
+    page = tmp_path / "docs" / "speed.md"
+    page.write_text("<!-- seeds:bf16-vs-default:start -->\nold\n<!-- seeds:bf16-vs-default:end -->\n"
+                    "<!-- seeds:bf16-vs-best:start -->\nno best report: kept\n<!-- seeds:bf16-vs-best:end -->\n")
+
+    load_readme_tool().paste_reports(tmp_path)
+
+    text = page.read_text()
+    assert "| student | 141.0 ± 1.4 (140 / 142) | 151.0 ± 1.4 (150 / 152) | +10 / +10 | +10.0 ± 0.0 | more errors |" in text
+    assert "no best report: kept" in text
 
 
 

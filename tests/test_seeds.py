@@ -2,7 +2,7 @@
 
 import pytest
 
-from kd.seeds import markdown, summarise, within_noise
+from kd.seeds import markdown, summarise, versus_configuration, within_noise
 
 
 def comparison(student, scratch):
@@ -80,3 +80,39 @@ def test_a_recorded_run_names_its_command_commit_machine_and_seconds():
     assert ("Run by `tools/seeds.py best --seeds 0 1` at commit 0123456 on Some CPU (2 cores); "
             "stages' seconds per seed, as its outputs record them (a stage DVC restored from its run-cache "
             "carries the seconds of the run that computed it): 812 s, 1,003 s.") in markdown(summary, "test")
+
+
+def test_two_configurations_are_compared_seed_by_seed():
+    baseline = summarise({0: comparison(0.9930, 0.9900), 1: comparison(0.9920, 0.9910), 2: comparison(0.9925, 0.9905)})
+    other = summarise({0: comparison(0.9920, 0.9905), 1: comparison(0.9910, 0.9900), 2: comparison(0.9916, 0.9915)})
+    baseline.update(commit="0123456789abcdef", machine={"cpu": "Some CPU", "cores": 2},
+                    pipeline_seconds={"0": 600.0, "1": 610.0, "2": 620.4})
+    other["models"]["teacher"] = baseline["models"]["teacher"] = {"teacher": "", "accuracy": None,
+                                                                  "errors": {"values": [64, 64, 65], "mean": 64.3}}
+    other["pipeline_seconds"] = {0: 900.0, 1: 910.0, 2: 1020.0}  # a report from before runs were recorded
+    table = versus_configuration(other, baseline, "bf16", "default")
+    rows = table.splitlines()
+    assert rows[0].startswith("| model | default, test errors (seeds 0 / 1 / 2) | bf16 | bf16 − default, per seed |")
+    assert rows[2] == "| teacher | 64.3 ± 0.6 (64 / 64 / 65) | 64.3 ± 0.6 (64 / 64 / 65) | +0 / +0 / +0 | +0.0 ± 0.0 | the same errors |"
+    assert rows[3] == "| student | 75.0 ± 5.0 (70 / 80 / 75) | 84.7 ± 5.0 (80 / 90 / 84) | +10 / +10 / +9 | +9.7 ± 0.6 | more errors |"
+    assert rows[4] == ("| student_scratch | 95.0 ± 5.0 (100 / 90 / 95) | 93.3 ± 7.6 (95 / 100 / 85) | -5 / +10 / -10 | "
+                       "-1.7 ± 10.4 | within seed noise |")  # most accurate model of the baseline first
+    assert ("`default` at commit 0123456 on Some CPU (2 cores), stages' seconds per seed 600 / 610 / 620; "
+            "`bf16` by a run that recorded neither commit nor machine, stages' seconds per seed 900 / 910 / 1,020.") in table
+
+
+def test_configurations_without_a_seed_in_common_are_refused():
+    one = summarise({0: comparison(0.9930, 0.9900)})
+    other = summarise({1: comparison(0.9930, 0.9900)})
+    with pytest.raises(ValueError, match="reports 'bf16' and 'default' share no seed and model to compare"):
+        versus_configuration(other, one, "bf16", "default")
+
+
+def test_one_shared_seed_gets_its_difference_and_no_verdict():
+    baseline = summarise({0: comparison(0.9930, 0.9900), 1: comparison(0.9920, 0.9910)})
+    other = summarise({0: comparison(0.9935, 0.9900)})
+    for report in (baseline, other):
+        report["pipeline_seconds"] = {str(seed): 600.0 for seed in report["seeds"]}
+    rows = versus_configuration(other, baseline, "jax", "default").splitlines()
+    assert rows[0] == "| model | default, test errors (seeds 0 / 1) | jax (seed 0) | jax − default, seed 0 | mean ± std | verdict |"
+    assert rows[2] == "| student | 75.0 ± 7.1 (70 / 80) | 65 | -5 | — | one seed: no verdict |"

@@ -2,10 +2,11 @@
 
 ``<!-- comparison:start -->`` … ``<!-- comparison:end -->`` gets reports/comparison.md (the
 last `dvc repro`); ``<!-- seeds:<config>:start -->`` … ``<!-- seeds:<config>:end -->`` gets
-reports/seeds/<config>.md (the last `make seeds CONFIG=<config>`); ``<!-- record:<name>:start -->``
-gets the figures of the record reports/<name>.json rendered by RECORDS[name] (a table and the line
-saying which command, commit and machine measured them); ``<!-- tune:start -->`` a row per `make tune`
-report of reports/tune/. A marker may sit in any of
+reports/seeds/<config>.md (the last `make seeds CONFIG=<config>`), and ``<!-- seeds:<a>-vs-<b>:start -->``
+the reports of configurations a and b compared seed by seed (:func:`kd.seeds.versus_configuration`);
+``<!-- record:<name>:start -->`` gets the figures of the record reports/<name>.json rendered by
+RECORDS[name] (a table and the line saying which command, commit and machine measured them);
+``<!-- tune:start -->`` a row per `make tune` report of reports/tune/. A marker may sit in any of
 those pages (the README holds the comparison, docs/ the seed reports), and each page is rewritten
 only when a report changed what it holds, so pages without markers are never touched. A marker
 whose report does not exist is left as it is; a report that no page has a marker for is named.
@@ -256,6 +257,7 @@ def reports(root):
     found = {"comparison": root / "reports" / "comparison.md"}
     found.update({f"seeds:{path.stem}": path for path in sorted((root / "reports" / "seeds").glob("*.md"))})
     rendered = {marker: (path, path.read_text()) for marker, path in found.items() if path.is_file()}
+    rendered.update(paired_seeds(root))
     for name, render in RECORDS.items():
         path = root / "reports" / f"{name}.json"
         if path.is_file():
@@ -263,6 +265,23 @@ def reports(root):
     tuned = sorted((root / "reports" / "tune").glob("*.json"))
     if tuned:
         rendered["tune"] = (root / "reports" / "tune", render_tune([json.loads(path.read_text()) for path in tuned]))
+    return rendered
+
+
+PAIRED_SEEDS = re.compile(r"<!-- seeds:(\w+)-vs-(\w+):start -->")
+
+
+def paired_seeds(root):
+    """Every ``seeds:<a>-vs-<b>`` marker the pages hold whose two seeds reports exist, rendered."""
+    from kd.seeds import versus_configuration
+
+    rendered = {}
+    for page in pages(root):
+        for name, baseline in PAIRED_SEEDS.findall(page.read_text()):
+            paths = [root / "reports" / "seeds" / f"{config}.json" for config in (name, baseline)]
+            if all(path.is_file() for path in paths):
+                summary, base = (json.loads(path.read_text()) for path in paths)
+                rendered[f"seeds:{name}-vs-{baseline}"] = (paths[0], versus_configuration(summary, base, name, baseline))
     return rendered
 
 

@@ -98,6 +98,58 @@ def markdown(summary, title, versus=None):
     return "\n".join(lines) + "\n"
 
 
+def versus_configuration(summary, baseline, name, baseline_name):
+    """Two configurations' reports, seed by seed: each model's test errors in ``baseline`` and in
+    ``summary`` over each report's seeds, and their paired difference on the seeds both ran,
+    called by :func:`within_noise` (Markdown).
+
+    A seed fixes the same initial weights, shuffling and split in both configurations, so the
+    difference per seed separates what the configuration changed from what the seed moved; one
+    shared seed has no spread to judge it by, and gets no verdict."""
+    seeds = [seed for seed in summary["seeds"] if seed in baseline["seeds"]]
+    models = sorted((model for model in baseline["models"] if model in summary["models"]),
+                    key=lambda model: baseline["models"][model]["errors"]["mean"])  # most accurate first
+    if not seeds or not models:
+        raise ValueError(f"reports {name!r} and {baseline_name!r} share no seed and model to compare")
+    same_seeds = summary["seeds"] == baseline["seeds"]
+    ours_title = name if same_seeds else f"{name} ({_seeds(summary['seeds'])})"
+    lines = [f"| model | {baseline_name}, test errors ({_seeds(baseline['seeds'])}) | {ours_title} | {name} − "
+             f"{baseline_name}, {'per seed' if same_seeds else _seeds(seeds)} | mean ± std | verdict |",
+             "|---|---|---|---|---|---|"]
+    for model in models:
+        ours, theirs = (dict(zip(report["seeds"], report["models"][model]["errors"]["values"]))
+                        for report in (summary, baseline))
+        difference = spread([ours[seed] - theirs[seed] for seed in seeds])
+        verdict = ("the same errors" if not any(difference["values"])
+                   else "one seed: no verdict" if len(seeds) == 1
+                   else "within seed noise" if within_noise(difference)
+                   else "fewer errors" if difference["mean"] < 0 else "more errors")
+        lines.append(f"| {model} | {_errors(theirs)} | {_errors(ours)} | "
+                     f"{' / '.join(f'{v:+.0f}' for v in difference['values'])} | "
+                     + ("— |" if len(seeds) == 1 else f"{difference['mean']:+.1f} ± {difference['std']:.1f} |")
+                     + f" {verdict} |")
+    runs = []
+    for title, report in ((baseline_name, baseline), (name, summary)):
+        seconds = report["pipeline_seconds"]
+        run = (f"at commit {report['commit'][:7]} on {report['machine']['cpu']} ({report['machine']['cores']} cores)"
+               if report.get("commit") else "by a run that recorded neither commit nor machine")
+        runs.append(f"`{title}` {run}, stages' seconds per seed "
+                    + " / ".join(f"{seconds.get(seed, seconds.get(str(seed))):,.0f}" for seed in report["seeds"]))
+    return "\n".join(lines) + "\n\nFrom `reports/seeds/" + f"{baseline_name}.json` and `reports/seeds/{name}.json`: " \
+        + "; ".join(runs) + ". Seconds from two runs compare machines' speed levels as much as the configurations.\n"
+
+
+def _seeds(seeds):
+    return ("seed " if len(seeds) == 1 else "seeds ") + " / ".join(map(str, seeds))
+
+
+def _errors(by_seed):
+    """One model's test errors over seeds: mean ± std (each seed's), or the one seed's."""
+    errors = spread(list(by_seed.values()))
+    values = " / ".join(f"{v:.0f}" for v in errors["values"])
+    return values if len(by_seed) == 1 else f"{errors['mean']:.1f} ± {errors['std']:.1f} ({values})"
+
+
 def spread(values):
     """``{"mean", "std", "values"}`` of a list of numbers (std 0 for one)."""
     values = [float(v) for v in values]
