@@ -15,6 +15,9 @@
 
   A block with the same key twice is refused outright: YAML would keep only the last, so the
   others would go unchecked. Blocks that are not YAML at all are fenced as ``text`` or ``bash``.
+- Every statistic quoted in prose, outside the markers `make readme` fills (a mean ± std, the three
+  per-seed values of a seeds report), is in a committed report or record: a hand copy left behind
+  when its run was redone shows here.
 - README.md stays a two-minute read (at most 250 lines, 15 KB), each docs page starts with its
   title and a sentence saying what the reader can do there, and tools/readme.py (`make readme`)
   pastes reports wherever their markers are and leaves other pages untouched.
@@ -453,3 +456,46 @@ def test_every_marker_holds_what_its_report_or_record_renders():
                                                     f"{rendered[marker][0].relative_to(ROOT)} renders; run make readme")
             checked += 1
     assert checked >= 2
+
+
+# A statistic quoted in prose, outside the markers `make readme` fills: a mean ± std, or the three
+# per-seed values of a seeds report ("78 / 73 / 70"), signs written either way.
+QUOTED_STATISTIC = re.compile(r"(?<![\d./])[+−-]?\d+(?:\.\d+)?(?: ± \d+(?:\.\d+)?|(?: / [+−-]?\d+(?:\.\d+)?){2}(?![\d.]| /))")
+FILLED_MARKER = re.compile(r"<!-- (\S+):start -->\n.*?<!-- \1:end -->", re.S)
+
+
+def unrecorded_statistics(pages, records):
+    """``(page, line, figure)`` for each statistic quoted in a page's prose that no text of
+    ``records`` holds: a figure copied by hand from a run, left behind when the run was redone."""
+    def plain(text):
+        return text.replace("−", "-")
+
+    corpus = plain("\n".join(records))
+    found = []
+    for page in pages:
+        prose = FILLED_MARKER.sub(lambda match: "\n" * match.group(0).count("\n"), page.read_text())
+        for number, line in enumerate(prose.splitlines(), 1):
+            for match in QUOTED_STATISTIC.finditer(line):
+                figure = plain(match.group(0)).lstrip("+")
+                if not re.search(rf"(?<![\d.]){re.escape(figure)}(?![\d])", corpus):
+                    found.append((page, number, match.group(0)))
+    return found
+
+
+def test_every_statistic_quoted_in_prose_is_in_a_committed_report():
+    tool = load_readme_tool()
+    records = [path.read_text() for path in sorted((ROOT / "reports").rglob("*")) if path.suffix in (".md", ".json")]
+    records += [text for _, text in tool.reports(ROOT).values()]
+    problems = unrecorded_statistics(PAGES, records)
+    assert not problems, "statistics no committed report holds (quote the report's figures or render it): " + "; ".join(
+        f"{where(page, line)} {figure!r}" for page, line, figure in problems)
+
+
+def test_a_statistic_no_report_holds_is_found(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("The student makes 73.7 ± 4.0 errors (78 / 73 / 70), +0.18 ± 0.02 pt over scratch.\n"
+                    "Later it made 71.9 ± 1.0 (72 / 71 / 73).\n"
+                    "<!-- seeds:x:start -->\n| 12.0 ± 1.0 |\n<!-- seeds:x:end -->\n")
+    report = "| student | 73.7 ± 4.0 | 78 / 73 / 70 |\n| gain | +0.18 ± 0.02 pt |"
+    assert [(line, figure) for _, line, figure in unrecorded_statistics([page], [report])] == [
+        (2, "71.9 ± 1.0"), (2, "72 / 71 / 73")]
