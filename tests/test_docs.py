@@ -443,14 +443,12 @@ def test_readme_tool_compares_two_seeds_reports_where_a_page_asks(tmp_path):
 def test_every_marker_holds_what_its_report_or_record_renders():
     # A figure between markers is pasted by `make readme` from a committed report or record: a hand
     # edit of either side shows here.
-    import re
-
     tool = load_readme_tool()
     rendered = tool.reports(ROOT)
     checked = 0
     for page in tool.pages(ROOT):
         text = page.read_text()
-        for marker, content in re.findall(r"<!-- (\S+):start -->\n(.*?)<!-- \1:end -->", text, re.S):
+        for marker, content in FILLED_MARKER.findall(text):
             assert marker in rendered, f"{page.relative_to(ROOT)}: <!-- {marker} --> has no report or record"
             assert content == rendered[marker][1], (f"{page.relative_to(ROOT)}: <!-- {marker} --> differs from what "
                                                     f"{rendered[marker][0].relative_to(ROOT)} renders; run make readme")
@@ -461,7 +459,7 @@ def test_every_marker_holds_what_its_report_or_record_renders():
 # A statistic quoted in prose, outside the markers `make readme` fills: a mean ± std, or the three
 # per-seed values of a seeds report ("78 / 73 / 70"), signs written either way.
 QUOTED_STATISTIC = re.compile(r"(?<![\d./])[+−-]?\d+(?:\.\d+)?(?: ± \d+(?:\.\d+)?|(?: / [+−-]?\d+(?:\.\d+)?){2}(?![\d.]| /))")
-FILLED_MARKER = re.compile(r"<!-- (\S+):start -->\n.*?<!-- \1:end -->", re.S)
+FILLED_MARKER = re.compile(r"<!-- (\S+):start -->\n(.*?)<!-- \1:end -->", re.S)
 
 
 def unrecorded_statistics(pages, records):
